@@ -1,0 +1,64 @@
+//! Cooperative budgeting: tally's own leaf futures (timers, channels, and the
+//! sockets of tally-protocols) spend one unit of the running task's budget each
+//! time they are ready, and pretend to be pending (after waking the task) once
+//! it is spent, so a task whose awaits are always ready still yields its worker.
+//!
+//! The budget is reset at the start of every task poll; outside a task it is
+//! unlimited.
+
+use std::cell::Cell;
+use std::task::{Context, Poll};
+
+/// Units of work a task may do in one poll before its leaf futures make it yield.
+pub const BUDGET: u32 = 128;
+
+const UNLIMITED: u32 = u32::MAX;
+
+thread_local! {
+    static LEFT: Cell<u32> = const { Cell::new(UNLIMITED) };
+}
+
+/// Gives the task being polled a fresh budget; returns the one to restore.
+pub(crate) fn enter() -> u32 {
+    LEFT.with(|left| left.replace(BUDGET))
+}
+
+pub(crate) fn leave(previous: u32) {
+    LEFT.with(|left| left.set(previous));
+}
+
+/// Polls a leaf operation under the current task's budget: when the budget is
+/// spent, wakes the task and returns `Pending` without calling `poll`;
+/// otherwise calls it and spends one unit if it is ready.
+///
+/// Other tally crates wrap their socket reads and writes in this.
+///
+/// # Examples
+///
+/// ```
+/// use std::task::{Context, Poll};
+/// fn poll_next(cx: &mut Context<'_>, ready: &mut Vec<u32>) -> Poll<Option<u32>> {
+///     tally_executor::coop::poll_budgeted(cx, |_| Poll::Ready(ready.pop()))
+/// }
+/// ```
+pub fn poll_budgeted<T>(
+    cx: &mut Context<'_>,
+    poll: impl FnOnce(&mut Context<'_>) -> Poll<T>,
+) -> Poll<T> {
+    let left = LEFT.with(Cell::get);
+    if left == 0 {
+        cx.waker().wake_by_ref();
+        return Poll::Pending;
+    }
+    let polled = poll(cx);
+    if polled.is_ready() && left != UNLIMITED {
+        LEFT.with(|l| l.set(l.get().saturating_sub(1)));
+    }
+    polled
+}
+
+/// What is left of the current task's budget (`None` outside a task).
+pub fn remaining() -> Option<u32> {
+    let left = LEFT.with(Cell::get);
+    (left != UNLIMITED).then_some(left)
+}
