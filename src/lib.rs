@@ -28,3 +28,8 @@ pub use tally_protocols as protocols;
 
 /// Pools with explicit leases.
 pub use tally_pool as pool;
+
+/// The README's examples, compiled and run as doctests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

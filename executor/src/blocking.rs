@@ -309,10 +309,9 @@ where
         };
         let mut job: Job = Box::new(move || {
             let result = panic::catch_unwind(AssertUnwindSafe(job));
-            let _ = sender.try_send(result);
-            // `unregister` ends the job's accounting when dropped here, on the
-            // blocking thread, after the value is handed over.
+            // The job's counts fall before its waiter wakes.
             drop(unregister);
+            let _ = sender.try_send(result);
         });
         loop {
             match pool.try_push(job) {

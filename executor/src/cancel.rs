@@ -65,12 +65,12 @@ pub fn is_cancelled() -> bool {
 /// ```
 pub fn cancelled() -> Cancelled {
     Cancelled {
-        task: context::current(),
+        task: None,
         listener: None,
     }
 }
 
-/// The future returned by [`cancelled`].
+/// The future returned by [`cancelled`]. It watches the task that first polls it.
 #[must_use = "futures do nothing unless awaited"]
 pub struct Cancelled {
     task: Option<AnyTask>,
@@ -89,6 +89,11 @@ impl Future for Cancelled {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        // The task is looked up at the first poll, not at the call, so that
+        // `nursery.spawn(cancelled())` watches the spawned task.
+        if self.task.is_none() {
+            self.task = context::current();
+        }
         let Some(task) = self.task.clone() else {
             return Poll::Pending;
         };

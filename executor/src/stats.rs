@@ -186,3 +186,6 @@ impl fmt::Display for ShutdownReport {
         )
     }
 }
+
+impl crate::TaskOutput for Stats {}
+impl crate::TaskOutput for ShutdownReport {}

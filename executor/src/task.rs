@@ -309,11 +309,12 @@ impl<T> TaskCell<T> {
 #[must_use = "a dropped handle leaves the task running in its nursery; await it to see how it ended"]
 pub struct JoinHandle<T> {
     cell: Arc<TaskCell<T>>,
+    taken: bool,
 }
 
 impl<T> JoinHandle<T> {
     pub(crate) fn new(cell: Arc<TaskCell<T>>) -> Self {
-        JoinHandle { cell }
+        JoinHandle { cell, taken: false }
     }
 
     /// The task's id, unique within its runtime.
@@ -362,18 +363,22 @@ impl<T> Future for JoinHandle<T> {
     /// # Panics
     ///
     /// Panics if polled again after it returned `Ready`.
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let cell = &self.cell;
-        if let Some(result) = cell.lock_output().take() {
-            return Poll::Ready(result);
-        }
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         assert!(
-            !self.is_finished(),
+            !self.taken,
             "JoinHandle polled after it returned the task's result"
         );
-        cell.joiner.register(cx.waker());
-        match cell.lock_output().take() {
-            Some(result) => Poll::Ready(result),
+        let mut result = self.cell.lock_output().take();
+        if result.is_none() {
+            // Register, then look again: a delivery in between is seen here.
+            self.cell.joiner.register(cx.waker());
+            result = self.cell.lock_output().take();
+        }
+        match result {
+            Some(result) => {
+                self.taken = true;
+                Poll::Ready(result)
+            }
             None => Poll::Pending,
         }
     }
@@ -501,46 +506,40 @@ impl<T: Send + 'static> Drop for EndGuard<T> {
 
 /// The future the executor runs for a task: the user's future under guard,
 /// then the teardown of the task's own nurseries, then the accounting.
-pub(crate) fn supervise<F>(
-    cell: Arc<TaskCell<F::Output>>,
-    future: F,
-    slot: Slot,
-) -> impl Future<Output = ()> + Send + 'static
+pub(crate) async fn supervise<F>(cell: Arc<TaskCell<F::Output>>, future: F, slot: Slot)
 where
     F: Future + Send + 'static,
     F::Output: TaskOutput + Send + 'static,
 {
-    async move {
-        let mut guard = EndGuard {
-            cell: Some(cell.clone()),
-            slot,
-        };
-        let outcome = Guarded {
-            task: Some(cell.clone() as AnyTask),
-            future: Some(future),
-            started: false,
-        }
-        .await;
-        // The user's future is gone, and with it every Nursery value it held
-        // (each dropped nursery aborted its tasks). Nurseries that escaped it
-        // are closed and aborted here; the task is not over until all of them
-        // are torn down.
-        if let Some(children) = cell.header.children.get() {
-            children.close_and_abort_all();
-            children.wait_empty().await;
-        }
-        let (ending, result) = match outcome {
-            Outcome::Returned(value) => {
-                let ending = if value.is_failure() {
-                    Ending::Failed
-                } else {
-                    Ending::Completed
-                };
-                (ending, Ok(value))
-            }
-            Outcome::Panicked(message) => (Ending::Panicked, Err(TaskError::panicked(message))),
-            Outcome::Dropped => (Ending::Cancelled, Err(TaskError::cancelled())),
-        };
-        guard.finish(ending, result);
+    let mut guard = EndGuard {
+        cell: Some(cell.clone()),
+        slot,
+    };
+    let outcome = Guarded {
+        task: Some(cell.clone() as AnyTask),
+        future: Some(future),
+        started: false,
     }
+    .await;
+    // The user's future is gone, and with it every Nursery value it held
+    // (each dropped nursery aborted its tasks). Nurseries that escaped it
+    // are closed and aborted here; the task is not over until all of them
+    // are torn down.
+    if let Some(children) = cell.header.children.get() {
+        children.close_and_abort_all();
+        children.wait_empty().await;
+    }
+    let (ending, result) = match outcome {
+        Outcome::Returned(value) => {
+            let ending = if value.is_failure() {
+                Ending::Failed
+            } else {
+                Ending::Completed
+            };
+            (ending, Ok(value))
+        }
+        Outcome::Panicked(message) => (Ending::Panicked, Err(TaskError::panicked(message))),
+        Outcome::Dropped => (Ending::Cancelled, Err(TaskError::cancelled())),
+    };
+    guard.finish(ending, result);
 }
