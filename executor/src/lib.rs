@@ -68,6 +68,8 @@
 //! is_send_sync::<tally_executor::JoinHandle<u32>>();
 //! ```
 
+#![forbid(unsafe_code)]
+
 mod blocking;
 mod cancel;
 pub mod channel;
