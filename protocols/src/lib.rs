@@ -1,7 +1,12 @@
 //! tally's wire protocols, written on sans-IO codecs so that every timeout,
-//! cancellation and rollback path is tally's own: `pg`, a PostgreSQL client on
-//! postgres-protocol, and `http1`, the client side of HTTP/1.1 on httparse.
+//! cancellation and rollback path is tally's own:
 //!
-//! Neither exists yet: this crate is a placeholder in the workspace until the
-//! issues that build them land.
+//! - [`pg`]: a PostgreSQL client on postgres-protocol;
+//! - `http1`: the client side of HTTP/1.1 on httparse (to come).
+//!
+//! Sockets are async-io's, driven by whichever tally worker polls them; their
+//! reads and writes spend the task's cooperative budget.
 #![forbid(unsafe_code)]
+
+mod net;
+pub mod pg;
