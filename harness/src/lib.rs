@@ -3,7 +3,9 @@
 //! a TCP fault proxy, and probes of the process (open file descriptors,
 //! resident memory).
 //!
-//! Only the process probes exist so far.
+//! The throwaway cluster ([`cluster`]) and the process probes ([`probe`])
+//! exist so far; the HTTP server and the fault proxy come with the HTTP issue.
 #![forbid(unsafe_code)]
 
+pub mod cluster;
 pub mod probe;

@@ -291,7 +291,11 @@ impl Connection {
     }
 
     fn startup_failed(&mut self, error: DbError) -> Error {
-        let tls = error.code == "28000" && error.message.contains("SSL off");
+        // A non-TLS session that no pg_hba.conf line admits: the server wants
+        // TLS (PostgreSQL 14+ says "no encryption", older ones "SSL off").
+        let tls = error.code == "28000"
+            && error.message.contains("no pg_hba.conf entry")
+            && (error.message.contains("no encryption") || error.message.contains("SSL off"));
         let broken = self.break_with(
             format!("the server refused the session: {error}"),
             None,
@@ -566,6 +570,24 @@ impl Connection {
         }
         self.saw_cancel = false;
         self.flush().await?;
+        self.discard_until_ready().await?;
+        // A dropped operation may have parsed statements whose descriptions
+        // were discarded above: close them (closing one the server never made
+        // is no error) and forget them, so nothing half-known is reused.
+        let unconfirmed = self.cache.take_unconfirmed();
+        if !unconfirmed.is_empty() {
+            for name in &unconfirmed {
+                let _ = frontend::close(b'S', name, &mut self.write_buf);
+            }
+            frontend::sync(&mut self.write_buf);
+            self.pending_ready += 1;
+            self.flush().await?;
+            self.discard_until_ready().await?;
+        }
+        Ok(self.saw_cancel)
+    }
+
+    async fn discard_until_ready(&mut self) -> Result<(), Error> {
         while self.pending_ready > 0 {
             match self.recv().await? {
                 Message::ReadyForQuery(body) => self.ready(body.status())?,
@@ -575,7 +597,7 @@ impl Connection {
                 _ => {}
             }
         }
-        Ok(self.saw_cancel)
+        Ok(())
     }
 
     /// After a query ran out of time: cancel it on the server, read up to its
@@ -1402,6 +1424,21 @@ impl StatementCache {
     fn clear(&mut self) {
         self.entries.clear();
         self.len = 0;
+    }
+
+    /// Removes the statements whose description never arrived; returns their names.
+    fn take_unconfirmed(&mut self) -> Vec<String> {
+        let names: Vec<String> = self
+            .entries
+            .values()
+            .flatten()
+            .filter(|e| e.columns.is_none())
+            .map(|e| e.name.clone())
+            .collect();
+        for name in &names {
+            self.remove(name);
+        }
+        names
     }
 }
 
