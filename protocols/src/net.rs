@@ -96,6 +96,23 @@ impl Socket {
         Ok(())
     }
 
+    /// Looks at what is waiting to be read, without waiting or consuming:
+    /// `Ok(None)` when nothing is, `Ok(Some(0))` at EOF, `Ok(Some(n))` when
+    /// bytes are there. Only TCP sockets can be peeked; a Unix socket says
+    /// `Ok(None)`.
+    pub(crate) fn peek_now(&self) -> io::Result<Option<usize>> {
+        let Socket::Tcp(stream) = self else {
+            return Ok(None);
+        };
+        let mut probe = [0u8; 1];
+        // async-io keeps its sockets non-blocking, so peek cannot wait.
+        match stream.get_ref().peek(&mut probe) {
+            Ok(n) => Ok(Some(n)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Shuts both directions down; the descriptor closes when the socket drops.
     pub(crate) fn shutdown(&self) -> io::Result<()> {
         let result = match self {
