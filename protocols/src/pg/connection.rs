@@ -564,6 +564,32 @@ impl Connection {
         self.drain().await.map(|_| ())
     }
 
+    /// Brings the session back to idle: recovers a dropped operation, then
+    /// rolls back an open or failed transaction. Afterwards the connection
+    /// is [idle](Self::is_idle), or the error says why not.
+    ///
+    /// # Errors
+    ///
+    /// A broken connection, or the server's error for the ROLLBACK.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: a dropped reset leaves the connection out of step, and
+    /// can be started again.
+    pub async fn reset(&mut self) -> Result<(), Error> {
+        if self.is_out_of_step() {
+            self.recover().await?;
+        }
+        if self.status != TransactionStatus::Idle {
+            self.simple_query_inner("ROLLBACK").await?;
+        }
+        self.check()?;
+        if self.status != TransactionStatus::Idle {
+            return Err(self.violation("a ROLLBACK left the session in a transaction".into()));
+        }
+        Ok(())
+    }
+
     async fn drain(&mut self) -> Result<bool, Error> {
         if let Some(broken) = &self.broken {
             return Err(Error::broken(broken.clone()));

@@ -185,6 +185,12 @@ impl Error {
         }
     }
 
+    /// An error for work on a connection that a layer above gave up on after
+    /// `after` (a pool's recycle timeout, say).
+    pub fn timed_out(stage: &'static str, after: Duration) -> Error {
+        Error::timeout(stage, after)
+    }
+
     /// The server's error, if this is one (also for a fatal error that broke
     /// the connection, such as `57P01` from `pg_terminate_backend`).
     pub fn as_db_error(&self) -> Option<&DbError> {
