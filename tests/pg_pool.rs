@@ -475,7 +475,7 @@ fn a_thousand_acquirers_on_a_pool_of_eight_keep_their_order_and_none_waits_forev
         assert_eq!(metrics.acquire_timeouts as usize, timed_out);
         assert!(metrics.size <= 8);
         // FIFO: every one of them waited in line; service order is arrival order.
-        let served = served.lock().unwrap();
+        let served = served.lock().unwrap().clone();
         let mut sorted = served.clone();
         sorted.sort_unstable();
         let inversions = served.iter().zip(&sorted).filter(|(a, b)| a != b).count();
