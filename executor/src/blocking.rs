@@ -16,7 +16,7 @@ use std::task::{Context, Poll};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use event_listener::Event;
+use event_listener::{Event, IntoNotification};
 use slab::Slab;
 
 use crate::context;
@@ -104,7 +104,9 @@ impl BlockingPool {
             return Err((job, false));
         }
         queue.jobs.push_back(job);
-        if queue.idle == 0 && queue.threads < self.max_threads {
+        // More queued jobs than idle threads (an idle thread already notified
+        // still counts as idle until it wakes): start another thread.
+        if queue.jobs.len() > queue.idle && queue.threads < self.max_threads {
             queue.threads += 1;
             drop(queue);
             let pool = self.clone();
@@ -128,8 +130,10 @@ impl BlockingPool {
         loop {
             if let Some(job) = queue.jobs.pop_front() {
                 drop(queue);
-                self.room.notify(1);
-                job();
+                self.room.notify(1.additional());
+                // A job's panic is caught inside it; this keeps the thread
+                // (and its place in the count) alive whatever happens.
+                let _ = panic::catch_unwind(AssertUnwindSafe(job));
                 queue = self.lock();
                 continue;
             }
@@ -311,7 +315,11 @@ where
             let result = panic::catch_unwind(AssertUnwindSafe(job));
             // The job's counts fall before its waiter wakes.
             drop(unregister);
-            let _ = sender.try_send(result);
+            // If nobody waits any more, the value is dropped here: its
+            // destructor is the caller's code, and may panic.
+            let _ = panic::catch_unwind(AssertUnwindSafe(move || {
+                let _ = sender.try_send(result);
+            }));
         });
         loop {
             match pool.try_push(job) {

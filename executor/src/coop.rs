@@ -33,6 +33,10 @@ pub(crate) fn leave(previous: u32) {
 ///
 /// Other tally crates wrap their socket reads and writes in this.
 ///
+/// A synchronous `block_on` nested inside a task (itself a blocking call on a
+/// worker, best avoided) would spin once the budget is spent: wrap what it
+/// runs in [`unconstrained`].
+///
 /// # Examples
 ///
 /// ```
@@ -61,4 +65,31 @@ pub fn poll_budgeted<T>(
 pub fn remaining() -> Option<u32> {
     let left = LEFT.with(Cell::get);
     (left != UNLIMITED).then_some(left)
+}
+
+/// Runs `future` with no budget: tally's leaf futures inside it never yield
+/// for want of budget. For the rare nested `block_on` inside a task.
+pub fn unconstrained<F: std::future::Future>(future: F) -> Unconstrained<F> {
+    Unconstrained { future }
+}
+
+pin_project_lite::pin_project! {
+    /// The future returned by [`unconstrained`].
+    #[must_use = "futures do nothing unless awaited"]
+    #[derive(Debug)]
+    pub struct Unconstrained<F> {
+        #[pin]
+        future: F,
+    }
+}
+
+impl<F: std::future::Future> std::future::Future for Unconstrained<F> {
+    type Output = F::Output;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let previous = LEFT.with(|left| left.replace(UNLIMITED));
+        let polled = self.project().future.poll(cx);
+        LEFT.with(|left| left.set(previous));
+        polled
+    }
 }

@@ -10,7 +10,7 @@ use std::sync::{Arc, OnceLock, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use event_listener::{Event, EventListener};
+use event_listener::{Event, EventListener, IntoNotification};
 
 use crate::cancel::ChildSet;
 use crate::context;
@@ -35,6 +35,12 @@ pub const DEFAULT_CAP: usize = 16_384;
 
 /// How long a shutdown waits, after the grace, for aborted tasks to be dropped.
 pub const DEFAULT_DROP_WAIT: Duration = Duration::from_millis(100);
+
+/// `start + wait`, or `None` (no deadline) when that is past what an
+/// `Instant` can hold.
+pub(crate) fn deadline_after(start: Instant, wait: Duration) -> Option<Instant> {
+    start.checked_add(wait)
+}
 
 /// Bit 0 of the state word: the nursery takes no new tasks.
 const CLOSED: usize = 1;
@@ -256,7 +262,9 @@ impl NurseryInner {
         // Release: everything this task did, and its accounting above, happens
         // before a joiner that sees the lower count.
         let previous = self.state.fetch_sub(ONE_TASK, Ordering::AcqRel);
-        self.room.notify(1);
+        // One more waiter, not "at least one": a waiter already notified may
+        // not be the one that takes this slot.
+        self.room.notify(1.additional());
         if previous / ONE_TASK == 1 {
             self.idle.notify(usize::MAX);
             if previous & CLOSED != 0 {
@@ -320,8 +328,11 @@ impl NurseryInner {
 
     /// Waits until no task (and no blocking job) of this nursery is live, or
     /// until `deadline`. Says whether it settled.
-    async fn settle_until(&self, deadline: Instant) -> bool {
-        let mut timer = async_io::Timer::at(deadline);
+    async fn settle_until(&self, deadline: Option<Instant>) -> bool {
+        let mut timer = match deadline {
+            Some(deadline) => async_io::Timer::at(deadline),
+            None => async_io::Timer::never(),
+        };
         loop {
             if self.is_settled() {
                 return true;
@@ -690,11 +701,13 @@ impl Nursery {
         inner.close();
         let finished = inner.counters.ended_total();
         inner.cancel();
-        inner.settle_until(start + grace).await;
+        inner.settle_until(deadline_after(start, grace)).await;
         let at_grace = inner.counters.ended_total();
         if !inner.is_settled() {
             inner.abort_all();
-            inner.settle_until(Instant::now() + inner.drop_wait).await;
+            inner
+                .settle_until(deadline_after(Instant::now(), inner.drop_wait))
+                .await;
         }
         let at_end = inner.counters.ended_total();
         ShutdownReport {
@@ -866,6 +879,8 @@ where
         loop {
             match nursery.try_reserve() {
                 Reserve::Ok => {
+                    // A notification this spawn holds goes back, for the next waiter.
+                    this.listener = None;
                     let name = std::mem::take(&mut this.name);
                     return Poll::Ready(Ok(nursery.launch(name, this.location, future)));
                 }

@@ -14,8 +14,11 @@ use event_listener::{Event, Listener};
 use crate::blocking::BlockingPool;
 use crate::cancel::ChildSet;
 use crate::context;
-use crate::nursery::{Nursery, NurseryBuilder, DEFAULT_CAP, DEFAULT_DROP_WAIT};
+use crate::nursery::{deadline_after, Nursery, NurseryBuilder, DEFAULT_CAP, DEFAULT_DROP_WAIT};
 use crate::stats::{BlockingInfo, Counters, Ending, ShutdownReport, Stats, TaskInfo};
+
+/// The most worker threads a runtime takes.
+pub const MAX_WORKERS: usize = 1024;
 
 /// What every nursery and task of one runtime shares.
 pub(crate) struct Shared {
@@ -69,7 +72,7 @@ impl Shared {
         self.live.load(Ordering::Acquire) == 0 && self.blocking.live() == 0
     }
 
-    fn settle_until(&self, deadline: Instant) -> bool {
+    fn settle_until(&self, deadline: Option<Instant>) -> bool {
         loop {
             if self.is_settled() {
                 return true;
@@ -77,11 +80,12 @@ impl Shared {
             let listener = self.idle.listen();
             // Blocking jobs notify through their nursery, not here: poll for
             // them in short steps.
-            let step = (Instant::now() + Duration::from_millis(5)).min(deadline);
+            let step = Instant::now() + Duration::from_millis(5);
+            let step = deadline.map_or(step, |d| step.min(d));
             if self.is_settled() {
                 return true;
             }
-            if Instant::now() >= deadline {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
                 return false;
             }
             let _ = listener.wait_deadline(step);
@@ -184,11 +188,18 @@ impl Builder {
     ///
     /// # Errors
     ///
-    /// Fails if the operating system refuses a thread.
+    /// Fails if more than [`MAX_WORKERS`] workers are asked for, or if the
+    /// operating system refuses a thread.
     pub fn build(self) -> std::io::Result<Runtime> {
         let workers = self
             .workers
             .unwrap_or_else(|| thread::available_parallelism().map_or(1, |n| n.get()));
+        if workers > MAX_WORKERS {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("{workers} worker threads asked for; at most {MAX_WORKERS}"),
+            ));
+        }
         let name: Arc<str> = self.name.into();
         let shared = Arc::new(Shared {
             executor: Executor::new().leak(),
@@ -351,11 +362,11 @@ impl Runtime {
         let start = Instant::now();
         let finished = shared.counters.ended_total();
         shared.root.close_and_signal_all();
-        shared.settle_until(start + grace);
+        shared.settle_until(deadline_after(start, grace));
         let at_grace = shared.counters.ended_total();
         if !shared.is_settled() {
             shared.root.close_and_abort_all();
-            shared.settle_until(Instant::now() + DEFAULT_DROP_WAIT);
+            shared.settle_until(deadline_after(Instant::now(), DEFAULT_DROP_WAIT));
         }
         let at_end = shared.counters.ended_total();
         let stuck = shared.tasks();

@@ -198,9 +198,12 @@ impl Header {
 
     /// Raises the cancel signal, once, and passes it on to the task's own nurseries.
     pub(crate) fn signal(&self) {
-        let previous = self.flags.fetch_or(SIGNALLED, Ordering::AcqRel);
+        let previous = self.flags.fetch_or(SIGNALLED, Ordering::SeqCst);
         if previous & SIGNALLED == 0 {
             self.signal.notify(usize::MAX);
+            // Pairs with the fence in `children`: either that side sees the
+            // flag, or this side sees the set it made.
+            std::sync::atomic::fence(Ordering::SeqCst);
             if let Some(children) = self.children.get() {
                 children.signal_all();
             }
@@ -228,8 +231,20 @@ impl Header {
 
     /// The set of this task's own nurseries, made on first use.
     pub(crate) fn children(&self) -> &Arc<ChildSet> {
-        self.children
-            .get_or_init(|| Arc::new(ChildSet::new(self.is_signalled())))
+        let mut made = false;
+        let children = self.children.get_or_init(|| {
+            made = true;
+            Arc::new(ChildSet::new(false))
+        });
+        if made {
+            // A signal raised while the set was being made may have missed
+            // it: look at the flag after the set is in place.
+            std::sync::atomic::fence(Ordering::SeqCst);
+            if self.flags.load(Ordering::SeqCst) & SIGNALLED != 0 {
+                children.signal_all();
+            }
+        }
+        children
     }
 
     pub(crate) fn info(&self) -> TaskInfo {
@@ -337,7 +352,9 @@ impl<T> JoinHandle<T> {
 
     /// Drops the task at its next chance: at once if it is waiting, right after
     /// its current poll if it is running. The handle then resolves to a
-    /// cancelled [`TaskError`].
+    /// cancelled [`TaskError`], unless the task had already returned its
+    /// value and is only waiting for its own nurseries to be torn down (then
+    /// those are aborted, and the value is kept).
     pub fn abort(&self) {
         self.cell.header.abort();
     }
@@ -465,6 +482,11 @@ fn unreachable_pending<T>() -> Poll<T> {
     Poll::Pending
 }
 
+/// Drops a value whose destructor is the user's code, swallowing a panic in it.
+fn drop_caught<T>(value: T) {
+    let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(value)));
+}
+
 /// Drops the user's future in place; a panic in its destructor is swallowed
 /// (the task is already ending, and a worker must not unwind).
 fn drop_in_place_caught<F>(future: Pin<&mut Option<F>>) {
@@ -531,12 +553,16 @@ where
     }
     let (ending, result) = match outcome {
         Outcome::Returned(value) => {
-            let ending = if value.is_failure() {
-                Ending::Failed
-            } else {
-                Ending::Completed
-            };
-            (ending, Ok(value))
+            // `is_failure` is the user's code too: a panic in it is the task's.
+            match panic::catch_unwind(AssertUnwindSafe(|| value.is_failure())) {
+                Ok(true) => (Ending::Failed, Ok(value)),
+                Ok(false) => (Ending::Completed, Ok(value)),
+                Err(payload) => {
+                    let message = panic_message(&*payload);
+                    drop_caught(value);
+                    (Ending::Panicked, Err(TaskError::panicked(message)))
+                }
+            }
         }
         Outcome::Panicked(message) => (Ending::Panicked, Err(TaskError::panicked(message))),
         Outcome::Dropped => (Ending::Cancelled, Err(TaskError::cancelled())),

@@ -157,26 +157,46 @@ impl<F: Future> Future for Timeout<F> {
 /// Panics if `period` is zero.
 pub fn interval(period: Duration) -> Interval {
     assert!(!period.is_zero(), "interval period must be above zero");
+    let next = Instant::now().checked_add(period);
     Interval {
-        timer: Timer::interval(period),
+        period,
+        next,
+        timer: next.map_or_else(Timer::never, Timer::at),
     }
 }
 
 /// Ticks at a fixed period; see [`interval`].
 #[derive(Debug)]
 pub struct Interval {
+    period: Duration,
+    /// The next tick's scheduled time (`None`: past what an `Instant` holds).
+    next: Option<Instant>,
     timer: Timer,
 }
 
 impl Interval {
     /// Waits for the next tick and returns its scheduled time. Ticks missed
-    /// while nobody waited are not made up.
+    /// while nobody waited are skipped, not made up in a burst.
     ///
     /// # Cancel safety
     ///
     /// Cancel-safe: a dropped wait loses no tick.
     pub fn tick(&mut self) -> Tick<'_> {
         Tick { interval: self }
+    }
+
+    /// The scheduled time after `scheduled`: one period later while on time;
+    /// after missed ticks, one period from now (they are skipped).
+    fn advance(&mut self, scheduled: Instant) {
+        let now = Instant::now();
+        self.next = match scheduled.checked_add(self.period) {
+            Some(next) if next > now => Some(next),
+            _ => now.checked_add(self.period),
+        };
+        match self.next {
+            Some(next) => self.timer.set_at(next),
+            None => self.timer = Timer::never(),
+        }
     }
 }
 
@@ -191,8 +211,15 @@ impl Future for Tick<'_> {
     type Output = Instant;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Instant> {
-        let timer = &mut self.interval.timer;
-        coop::poll_budgeted(cx, |cx| Pin::new(timer).poll(cx))
+        let interval = &mut *self.interval;
+        let fired = coop::poll_budgeted(cx, |cx| Pin::new(&mut interval.timer).poll(cx));
+        match (fired, interval.next) {
+            (Poll::Ready(_), Some(scheduled)) => {
+                interval.advance(scheduled);
+                Poll::Ready(scheduled)
+            }
+            _ => Poll::Pending,
+        }
     }
 }
 
