@@ -542,3 +542,61 @@ fn a_large_result_streams_row_by_row_and_the_cache_stays_bounded() {
     });
     cluster.stop().unwrap();
 }
+
+/// A "server" on a real loopback socket that answers the startup with
+/// arbitrary or mutated bytes: the client returns an error (or, by chance,
+/// connects) and never panics or hangs past its connect timeout.
+#[test]
+fn arbitrary_bytes_from_a_server_give_errors_never_panics() {
+    use std::io::{Read, Write};
+    let rt = runtime();
+    let valid: Vec<u8> = {
+        let mut v = Vec::new();
+        // AuthenticationOk, a ParameterStatus, BackendKeyData, ReadyForQuery.
+        v.extend_from_slice(&[b'R', 0, 0, 0, 8, 0, 0, 0, 0]);
+        v.extend_from_slice(b"S\0\0\0\x19client_encoding\0UTF8\0");
+        v.extend_from_slice(&[b'K', 0, 0, 0, 12, 0, 0, 0, 1, 0, 0, 0, 2]);
+        v.extend_from_slice(&[b'Z', 0, 0, 0, 5, b'I']);
+        v
+    };
+    let mut rng = fastrand::Rng::with_seed(7);
+    for case in 0..300 {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let reply: Vec<u8> = if case % 2 == 0 {
+            (0..rng.usize(0..200)).map(|_| rng.u8(..)).collect()
+        } else {
+            let mut v = valid.clone();
+            for _ in 0..rng.usize(1..4) {
+                let i = rng.usize(..v.len());
+                v[i] = rng.u8(..);
+            }
+            v.truncate(rng.usize(1..=v.len()));
+            v
+        };
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut startup = [0u8; 256];
+            let _ = s.read(&mut startup);
+            let _ = s.write_all(&reply);
+            // Then close: the client must not wait forever.
+        });
+        let config = Config::new()
+            .host("127.0.0.1")
+            .port(port)
+            .user("fuzz")
+            .password("fuzz")
+            .connect_timeout(Duration::from_secs(2));
+        let outcome = rt.block_on(async {
+            match Connection::connect(&config).await {
+                Ok(mut conn) => conn.query("SELECT 1", &[]).await.map(|_| ()),
+                Err(e) => Err(e),
+            }
+        });
+        // Every outcome is a value: an error with a message, or success.
+        if let Err(e) = outcome {
+            assert!(!e.to_string().is_empty());
+        }
+        server.join().unwrap();
+    }
+}
