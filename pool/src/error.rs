@@ -85,7 +85,8 @@ impl<E> PoolError<E> {
         }
     }
 
-    /// How many acquires were waiting when this one timed out.
+    /// How many acquires were waiting in line when this one timed out, itself
+    /// included (for a wait timeout).
     pub fn waiters(&self) -> Option<usize> {
         match self.kind {
             Kind::Timeout { waiters, .. } => Some(waiters),

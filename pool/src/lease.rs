@@ -110,7 +110,11 @@ impl<M: Manager> Lease<M> {
         let shared = self.shared.clone();
         let recycled = match self.object.as_mut() {
             Some(object) => matches!(
-                tally_executor::timeout(shared.config.recycle_timeout, shared.manager.recycle(object)).await,
+                tally_executor::timeout(
+                    shared.config.recycle_timeout,
+                    shared.manager.recycle(object)
+                )
+                .await,
                 Ok(Ok(()))
             ),
             None => return,

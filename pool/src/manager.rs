@@ -25,17 +25,26 @@ pub trait Manager: Send + Sync + 'static {
     /// A check (and, when needed, a recycle) before an idle object is handed
     /// out, within the pool's recycle timeout. An error closes the object.
     /// The default is [`recycle`](Self::recycle).
-    fn check(&self, object: &mut Self::Object) -> impl Future<Output = Result<(), Self::Error>> + Send {
+    fn check(
+        &self,
+        object: &mut Self::Object,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send {
         self.recycle(object)
     }
 
     /// Brings a released object back to a clean state, or says it cannot
     /// (then it is closed).
-    fn recycle(&self, object: &mut Self::Object) -> impl Future<Output = Result<(), Self::Error>> + Send;
+    fn recycle(
+        &self,
+        object: &mut Self::Object,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
 
     /// Ends an abandoned lease explicitly (for Postgres: drain and ROLLBACK).
     /// The default is [`recycle`](Self::recycle).
-    fn reclaim(&self, object: &mut Self::Object) -> impl Future<Output = Result<(), Self::Error>> + Send {
+    fn reclaim(
+        &self,
+        object: &mut Self::Object,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send {
         self.recycle(object)
     }
 

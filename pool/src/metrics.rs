@@ -67,7 +67,15 @@ impl Counters {
             .waits
             .lock()
             .ok()
-            .and_then(|guard| guard.as_ref().map(|h| if h.is_empty() { 0 } else { h.value_at_quantile(q) }))
+            .and_then(|guard| {
+                guard.as_ref().map(|h| {
+                    if h.is_empty() {
+                        0
+                    } else {
+                        h.value_at_quantile(q)
+                    }
+                })
+            })
             .unwrap_or(0);
         Duration::from_micros(micros)
     }

@@ -21,7 +21,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_lite::FutureExt;
-use tally_protocols::pg::{Config as PgConfig, Connection, Error, Pipeline, Row, StepResult, ToSql};
+use tally_protocols::pg::{
+    Config as PgConfig, Connection, Error, Pipeline, Row, StepResult, ToSql,
+};
 
 use crate::error::PoolError;
 use crate::lease::Lease;
@@ -31,8 +33,13 @@ use crate::pool::Pool;
 /// A Postgres pool.
 pub type PgPool = Pool<PgManager>;
 
-type OnConnect =
-    Arc<dyn for<'c> Fn(&'c mut Connection) -> Pin<Box<dyn Future<Output = Result<(), Error>> + Send + 'c>> + Send + Sync>;
+type OnConnect = Arc<
+    dyn for<'c> Fn(
+            &'c mut Connection,
+        ) -> Pin<Box<dyn Future<Output = Result<(), Error>> + Send + 'c>>
+        + Send
+        + Sync,
+>;
 
 /// Makes and cleans Postgres connections for a [`PgPool`].
 #[derive(Clone)]
@@ -84,9 +91,10 @@ impl PgManager {
     /// sessions: defence in depth, should a session ever be left in a
     /// transaction.
     pub fn idle_in_transaction_timeout(mut self, limit: Duration) -> Self {
-        self.config = self
-            .config
-            .param("idle_in_transaction_session_timeout", limit.as_millis().to_string());
+        self.config = self.config.param(
+            "idle_in_transaction_session_timeout",
+            limit.as_millis().to_string(),
+        );
         self
     }
 
@@ -99,7 +107,9 @@ impl PgManager {
     /// Runs `hook` on every new connection before it is first leased.
     pub fn on_connect<F>(mut self, hook: F) -> Self
     where
-        F: for<'c> Fn(&'c mut Connection) -> Pin<Box<dyn Future<Output = Result<(), Error>> + Send + 'c>>
+        F: for<'c> Fn(
+                &'c mut Connection,
+            ) -> Pin<Box<dyn Future<Output = Result<(), Error>> + Send + 'c>>
             + Send
             + Sync
             + 'static,
@@ -347,7 +357,9 @@ impl<E: Transient> TxError<E> {
     /// Whether trying the whole transaction again may succeed.
     pub fn is_transient(&self) -> bool {
         match &self.kind {
-            TxKind::Acquire(e) => e.is_timeout() || e.create_error().is_some_and(Error::is_transient),
+            TxKind::Acquire(e) => {
+                e.is_timeout() || e.create_error().is_some_and(Error::is_transient)
+            }
             TxKind::Begin(e) | TxKind::Commit(e) => e.is_transient(),
             TxKind::Failed(e) => e.is_transient(),
             TxKind::Cancelled => false,
@@ -374,7 +386,9 @@ impl<E: fmt::Display> fmt::Display for TxError<E> {
             TxKind::Begin(e) => write!(f, "BEGIN failed: {e}"),
             TxKind::Commit(e) => write!(f, "COMMIT failed, the transaction was rolled back: {e}"),
             TxKind::Failed(e) => write!(f, "the transaction was rolled back: {e}"),
-            TxKind::Cancelled => f.write_str("the task was cancelled; the transaction was rolled back"),
+            TxKind::Cancelled => {
+                f.write_str("the task was cancelled; the transaction was rolled back")
+            }
         }
     }
 }
@@ -435,10 +449,12 @@ impl Pool<PgManager> {
     pub fn begin(&self) -> impl Future<Output = Result<Transaction, TxError<Error>>> + Send + '_ {
         let acquire = self.acquire_at(Location::caller());
         async move {
-            let lease = acquire.await.map_err(|e| TxError { kind: TxKind::Acquire(e) })?;
-            Transaction::begin(lease)
-                .await
-                .map_err(|e| TxError { kind: TxKind::Begin(e) })
+            let lease = acquire.await.map_err(|e| TxError {
+                kind: TxKind::Acquire(e),
+            })?;
+            Transaction::begin(lease).await.map_err(|e| TxError {
+                kind: TxKind::Begin(e),
+            })
         }
     }
 
@@ -476,7 +492,10 @@ impl Pool<PgManager> {
     /// # }
     /// ```
     #[track_caller]
-    pub fn transaction<'p, F, T, E>(&'p self, work: F) -> impl Future<Output = Result<T, TxError<E>>> + 'p
+    pub fn transaction<'p, F, T, E>(
+        &'p self,
+        work: F,
+    ) -> impl Future<Output = Result<T, TxError<E>>> + 'p
     where
         F: AsyncFnOnce(&mut Transaction) -> Result<T, E> + 'p,
         T: 'p,
@@ -486,20 +505,25 @@ impl Pool<PgManager> {
         async move { self.run_transaction(location, work).await }
     }
 
-    async fn run_transaction<F, T, E>(&self, location: &'static Location<'static>, work: F) -> Result<T, TxError<E>>
+    async fn run_transaction<F, T, E>(
+        &self,
+        location: &'static Location<'static>,
+        work: F,
+    ) -> Result<T, TxError<E>>
     where
         F: AsyncFnOnce(&mut Transaction) -> Result<T, E>,
     {
         if tally_executor::is_cancelled() {
-            return Err(TxError { kind: TxKind::Cancelled });
+            return Err(TxError {
+                kind: TxKind::Cancelled,
+            });
         }
-        let lease = self
-            .acquire_at(location)
-            .await
-            .map_err(|e| TxError { kind: TxKind::Acquire(e) })?;
-        let mut tx = Transaction::begin(lease)
-            .await
-            .map_err(|e| TxError { kind: TxKind::Begin(e) })?;
+        let lease = self.acquire_at(location).await.map_err(|e| TxError {
+            kind: TxKind::Acquire(e),
+        })?;
+        let mut tx = Transaction::begin(lease).await.map_err(|e| TxError {
+            kind: TxKind::Begin(e),
+        })?;
         let outcome = {
             let body = AssertUnwindSafe(work(&mut tx)).catch_unwind();
             futures_lite::future::or(
@@ -519,11 +543,15 @@ impl Pool<PgManager> {
         match outcome {
             Outcome::Done(Ok(value)) => match tx.commit().await {
                 Ok(()) => Ok(value),
-                Err(e) => Err(TxError { kind: TxKind::Commit(e) }),
+                Err(e) => Err(TxError {
+                    kind: TxKind::Commit(e),
+                }),
             },
             Outcome::Done(Err(e)) => {
                 let _ = tx.rollback().await;
-                Err(TxError { kind: TxKind::Failed(e) })
+                Err(TxError {
+                    kind: TxKind::Failed(e),
+                })
             }
             Outcome::Panicked(panic) => {
                 let _ = tx.rollback().await;
@@ -531,7 +559,9 @@ impl Pool<PgManager> {
             }
             Outcome::Cancelled => {
                 let _ = tx.rollback().await;
-                Err(TxError { kind: TxKind::Cancelled })
+                Err(TxError {
+                    kind: TxKind::Cancelled,
+                })
             }
         }
     }
@@ -568,11 +598,19 @@ impl Pool<PgManager> {
             let mut pause = retry.backoff;
             let mut attempt = 1;
             loop {
-                let result = self.run_transaction(location, async |tx: &mut Transaction| work(tx).await).await;
+                let result = self
+                    .run_transaction(location, async |tx: &mut Transaction| work(tx).await)
+                    .await;
                 match result {
-                    Err(e) if e.is_transient() && attempt < retry.attempts.max(1) && start.elapsed() + pause < retry.deadline => {
+                    Err(e)
+                        if e.is_transient()
+                            && attempt < retry.attempts.max(1)
+                            && start.elapsed() + pause < retry.deadline =>
+                    {
                         attempt += 1;
-                        let jitter = Duration::from_micros(fastrand::u64(0..=pause.as_micros() as u64 / 2 + 1));
+                        let jitter = Duration::from_micros(fastrand::u64(
+                            0..=pause.as_micros() as u64 / 2 + 1,
+                        ));
                         tally_executor::sleep(pause + jitter).await;
                         pause = pause.saturating_mul(2);
                     }

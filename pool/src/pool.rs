@@ -197,7 +197,13 @@ impl<M: Manager> Shared<M> {
         Err(waiter)
     }
 
-    fn lease(self: &Arc<Self>, object: M::Object, meta: Meta, location: &'static Location<'static>, start: Instant) -> Lease<M> {
+    fn lease(
+        self: &Arc<Self>,
+        object: M::Object,
+        meta: Meta,
+        location: &'static Location<'static>,
+        start: Instant,
+    ) -> Lease<M> {
         let now = Instant::now();
         let key = lock(&self.leases).insert(LeaseRecord {
             acquired_at: now,
@@ -209,7 +215,10 @@ impl<M: Manager> Shared<M> {
         Lease::new(object, meta, self.clone(), key, now, location)
     }
 
-    async fn acquire(self: Arc<Self>, location: &'static Location<'static>) -> Result<Lease<M>, PoolError<M::Error>> {
+    async fn acquire(
+        self: Arc<Self>,
+        location: &'static Location<'static>,
+    ) -> Result<Lease<M>, PoolError<M::Error>> {
         let start = Instant::now();
         let deadline = start + self.config.wait_timeout;
         loop {
@@ -236,7 +245,11 @@ impl<M: Manager> Shared<M> {
                 Handoff::Object(mut idle) => {
                     let fit = self.manager.is_valid(&mut idle.object)
                         && matches!(
-                            tally_executor::timeout(self.config.recycle_timeout, self.manager.check(&mut idle.object)).await,
+                            tally_executor::timeout(
+                                self.config.recycle_timeout,
+                                self.manager.check(&mut idle.object)
+                            )
+                            .await,
                             Ok(Ok(()))
                         );
                     if fit {
@@ -252,7 +265,9 @@ impl<M: Manager> Shared<M> {
                     }
                 }
                 Handoff::Permit => {
-                    match tally_executor::timeout(self.config.create_timeout, self.manager.create()).await {
+                    match tally_executor::timeout(self.config.create_timeout, self.manager.create())
+                        .await
+                    {
                         Ok(Ok(object)) => {
                             Counters::bump(&self.counters.created);
                             let meta = self.new_meta();
@@ -267,7 +282,11 @@ impl<M: Manager> Shared<M> {
                             Counters::bump(&self.counters.create_failures);
                             self.free_slot();
                             let waiters = self.lock().waiters.len();
-                            return Err(PoolError::timeout(Stage::Create, start.elapsed(), waiters));
+                            return Err(PoolError::timeout(
+                                Stage::Create,
+                                start.elapsed(),
+                                waiters,
+                            ));
                         }
                     }
                 }
@@ -355,7 +374,11 @@ impl<M: Manager> Shared<M> {
 
     async fn reclaim(self: &Arc<Self>, mut abandoned: Abandoned<M::Object>) {
         let reclaimed = matches!(
-            tally_executor::timeout(self.config.recycle_timeout, self.manager.reclaim(&mut abandoned.object)).await,
+            tally_executor::timeout(
+                self.config.recycle_timeout,
+                self.manager.reclaim(&mut abandoned.object)
+            )
+            .await,
             Ok(Ok(()))
         );
         if reclaimed {
@@ -401,10 +424,16 @@ impl<M: Manager> WaitGuard<'_, M> {
                 self.done = true;
                 return Some(handoff);
             }
-            let woke = futures_lite::future::or(async { listener.await; true }, async {
-                (&mut timer).await;
-                false
-            })
+            let woke = futures_lite::future::or(
+                async {
+                    listener.await;
+                    true
+                },
+                async {
+                    (&mut timer).await;
+                    false
+                },
+            )
             .await;
             if !woke {
                 return None;
@@ -522,10 +551,15 @@ impl<M: Manager> Pool<M> {
             config,
         });
         let reclaimer = nursery
-            .try_spawn_named(format!("{}-reclaimer", shared.config.name), reclaimer(shared.clone(), reclaim_rx))
+            .try_spawn_named(
+                format!("{}-reclaimer", shared.config.name),
+                reclaimer(shared.clone(), reclaim_rx),
+            )
             .map_err(|e| start_error(&e))?;
-        let housekeeper = nursery
-            .try_spawn_named(format!("{}-housekeeper", shared.config.name), housekeeper(shared.clone()));
+        let housekeeper = nursery.try_spawn_named(
+            format!("{}-housekeeper", shared.config.name),
+            housekeeper(shared.clone()),
+        );
         let housekeeper = match housekeeper {
             Ok(h) => h,
             Err(e) => {
@@ -665,10 +699,16 @@ impl<M: Manager> Pool<M> {
             if self.shared.is_settled() {
                 return true;
             }
-            let woke = futures_lite::future::or(async { listener.await; true }, async {
-                (&mut timer).await;
-                false
-            })
+            let woke = futures_lite::future::or(
+                async {
+                    listener.await;
+                    true
+                },
+                async {
+                    (&mut timer).await;
+                    false
+                },
+            )
             .await;
             if !woke {
                 return self.shared.is_settled();
@@ -719,7 +759,9 @@ impl<M: Manager> Pool<M> {
             task.cancel();
         }
         for task in tasks {
-            let left = limit.saturating_sub(start.elapsed()).max(Duration::from_millis(10));
+            let left = limit
+                .saturating_sub(start.elapsed())
+                .max(Duration::from_millis(10));
             // A service task that ignores its signal is left to its
             // nursery's shutdown, which drops it.
             let _ = tally_executor::timeout(left, task).await;
@@ -813,10 +855,16 @@ async fn housekeeper<M: Manager>(shared: Arc<Shared<M>>) {
     // Warm up to min_idle at once, then on every tick.
     shared.housekeep().await;
     loop {
-        let tick = futures_lite::future::or(async { interval.tick().await; true }, async {
-            tally_executor::cancelled().await;
-            false
-        })
+        let tick = futures_lite::future::or(
+            async {
+                interval.tick().await;
+                true
+            },
+            async {
+                tally_executor::cancelled().await;
+                false
+            },
+        )
         .await;
         if !tick || shared.lock().closed {
             break;
