@@ -1,5 +1,5 @@
 //! tally's pools: a bounded [`Pool`] of objects leased out through explicit
-//! ends, for Postgres ([`pg`]) and, later, HTTP.
+//! ends, for Postgres ([`pg`]) and HTTP/1.1 ([`http`]).
 //!
 //! # The model
 //!
@@ -54,6 +54,7 @@
 
 mod config;
 mod error;
+pub mod http;
 mod lease;
 mod manager;
 mod metrics;

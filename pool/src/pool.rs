@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use event_listener::Event;
 use slab::Slab;
 use tally_executor::channel::{self, Receiver, Sender};
-use tally_executor::{JoinHandle, Nursery, SpawnError};
+use tally_executor::{JoinHandle, Nursery, SpawnError, Spawner};
 
 use crate::config::Config;
 use crate::error::{PoolError, Stage};
@@ -532,6 +532,19 @@ impl<M: Manager> Pool<M> {
     ///
     /// When the nursery is full or closed.
     pub fn new(manager: M, config: Config, nursery: &Nursery) -> Result<Pool<M>, StartError> {
+        Self::with_spawner(manager, config, &nursery.spawner())
+    }
+
+    /// As [`new`](Self::new), spawning into the nursery behind `spawner`.
+    ///
+    /// # Errors
+    ///
+    /// When the nursery is full, closed or gone.
+    pub fn with_spawner(
+        manager: M,
+        config: Config,
+        nursery: &Spawner,
+    ) -> Result<Pool<M>, StartError> {
         let (reclaim_tx, reclaim_rx) = channel::bounded(config.max_size.max(1));
         let shared = Arc::new(Shared {
             manager,

@@ -70,6 +70,12 @@ impl Error {
         Error::new(Kind::Timeout { stage, after })
     }
 
+    /// An error for a connection that a layer above found unfit to use (a
+    /// pool's check before reuse, say).
+    pub fn not_reusable(why: &'static str) -> Self {
+        Error::new(Kind::Unusable(why))
+    }
+
     /// Whether the URL or the request was at fault (nothing was sent).
     pub fn is_url(&self) -> bool {
         matches!(self.kind, Kind::Url(_) | Kind::Request(_))
