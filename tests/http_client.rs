@@ -77,8 +77,14 @@ fn content_length(head: &str) -> usize {
         .unwrap_or(0)
 }
 
-fn handle(mut stream: TcpStream, replies: Arc<Mutex<std::vec::IntoIter<Reply>>>, requests: Arc<Mutex<Vec<String>>>) {
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+fn handle(
+    mut stream: TcpStream,
+    replies: Arc<Mutex<std::vec::IntoIter<Reply>>>,
+    requests: Arc<Mutex<Vec<String>>>,
+) {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     while let Some(head) = read_request(&mut stream) {
         let reply = replies.lock().unwrap().next();
         let mut body = vec![0u8; content_length(&head)];
@@ -140,7 +146,9 @@ fn every_framing_reads_its_body_and_keeps_or_ends_the_connection_as_rfc_9112_say
     ]);
     let rt = Runtime::builder().workers(1).build().unwrap();
     rt.block_on(async {
-        let mut conn = Connection::connect(&origin(&script), quick()).await.unwrap();
+        let mut conn = Connection::connect(&origin(&script), quick())
+            .await
+            .unwrap();
         let r = conn.request(&Request::get("/length"), 1024).await.unwrap();
         assert_eq!((r.head.status, &r.body[..]), (200, &b"hello"[..]));
         assert!(conn.is_reusable());
@@ -153,10 +161,18 @@ fn every_framing_reads_its_body_and_keeps_or_ends_the_connection_as_rfc_9112_say
         assert_eq!((r.head.status, r.body.len()), (304, 0));
         let r = conn.request(&Request::head("/head"), 1024).await.unwrap();
         assert_eq!((r.head.status, r.body.len()), (200, 0));
-        let r = conn.request(&Request::new("POST", "/interim").body("x"), 1024).await.unwrap();
+        let r = conn
+            .request(&Request::new("POST", "/interim").body("x"), 1024)
+            .await
+            .unwrap();
         assert_eq!(&r.body[..], b"ok");
         let r = conn
-            .request(&Request::new("POST", "/continue").body("payload").expect_continue(), 1024)
+            .request(
+                &Request::new("POST", "/continue")
+                    .body("payload")
+                    .expect_continue(),
+                1024,
+            )
             .await
             .unwrap();
         assert_eq!(&r.body[..], b"payload");
@@ -183,28 +199,74 @@ fn every_framing_reads_its_body_and_keeps_or_ends_the_connection_as_rfc_9112_say
 fn each_transport_fault_gives_its_typed_error_and_leaves_the_connection_unusable() {
     type Check = fn(&tally::protocols::http1::Error) -> bool;
     let cases: Vec<(Reply, Check)> = vec![
-        (Reply::Bytes(b"HTTP/1.1 2OO OK\r\n\r\n"), |e| e.is_malformed()),
-        (Reply::Bytes(b"garbage that is not http\r\n\r\n"), |e| e.is_malformed()),
-        (Reply::BytesThenClose(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort"), |e| e.is_closed()),
-        (Reply::Bytes(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n"), |e| e.is_framing()),
-        (Reply::BytesThenClose(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"), |e| e.is_framing()),
-        (Reply::Bytes(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\nhi"), |e| e.is_framing()),
-        (Reply::Bytes(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nhi"), |e| e.is_framing()),
-        (Reply::Bytes(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffffffffffff\r\n"), |e| e.is_framing()),
-        (Reply::BytesThenStall(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc"), |e| e.timeout_stage() == Some("body")),
-        (Reply::BytesThenStall(b"HTTP/1.1 200 O"), |e| e.timeout_stage() == Some("response head")),
+        (Reply::Bytes(b"HTTP/1.1 2OO OK\r\n\r\n"), |e| {
+            e.is_malformed()
+        }),
+        (Reply::Bytes(b"garbage that is not http\r\n\r\n"), |e| {
+            e.is_malformed()
+        }),
+        (
+            Reply::BytesThenClose(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort"),
+            |e| e.is_closed(),
+        ),
+        (
+            Reply::Bytes(
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
+            ),
+            |e| e.is_framing(),
+        ),
+        (
+            Reply::BytesThenClose(
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+            ),
+            |e| e.is_framing(),
+        ),
+        (
+            Reply::Bytes(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\nhi",
+            ),
+            |e| e.is_framing(),
+        ),
+        (
+            Reply::Bytes(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nhi"),
+            |e| e.is_framing(),
+        ),
+        (
+            Reply::Bytes(
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffffffffffff\r\n",
+            ),
+            |e| e.is_framing(),
+        ),
+        (
+            Reply::BytesThenStall(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc"),
+            |e| e.timeout_stage() == Some("body"),
+        ),
+        (Reply::BytesThenStall(b"HTTP/1.1 200 O"), |e| {
+            e.timeout_stage() == Some("response head")
+        }),
         (Reply::Close, |e| e.is_closed()),
     ];
     let rt = Runtime::builder().workers(1).build().unwrap();
     for (i, (reply, check)) in cases.into_iter().enumerate() {
-        let script = serve(vec![reply, Reply::Bytes(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")]);
+        let script = serve(vec![
+            reply,
+            Reply::Bytes(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
+        ]);
         rt.block_on(async {
-            let mut conn = Connection::connect(&origin(&script), quick()).await.unwrap();
-            let e = conn.request(&Request::get("/fault"), 1024).await.unwrap_err();
+            let mut conn = Connection::connect(&origin(&script), quick())
+                .await
+                .unwrap();
+            let e = conn
+                .request(&Request::get("/fault"), 1024)
+                .await
+                .unwrap_err();
             assert!(check(&e), "case {i}: {e}");
             assert!(e.is_transport(), "case {i}");
             assert!(!conn.is_reusable(), "case {i}");
-            let again = conn.request(&Request::get("/again"), 1024).await.unwrap_err();
+            let again = conn
+                .request(&Request::get("/again"), 1024)
+                .await
+                .unwrap_err();
             assert!(again.is_unusable(), "case {i}: {again}");
         });
         // The connection was never used again: the server saw one request.
@@ -221,7 +283,9 @@ fn a_body_over_the_cap_or_the_drain_budget_retires_the_connection_and_a_small_on
     ]);
     let rt = Runtime::builder().workers(1).build().unwrap();
     rt.block_on(async {
-        let mut conn = Connection::connect(&origin(&script), quick()).await.unwrap();
+        let mut conn = Connection::connect(&origin(&script), quick())
+            .await
+            .unwrap();
         let head = conn.send(&Request::get("/small")).await.unwrap();
         assert_eq!(head.status, 200);
         assert!(conn.is_body_pending() && !conn.is_reusable());
@@ -232,7 +296,9 @@ fn a_body_over_the_cap_or_the_drain_budget_retires_the_connection_and_a_small_on
         assert!(!conn.drain(4, Duration::from_secs(1)).await.unwrap());
         assert!(!conn.is_reusable());
 
-        let mut conn = Connection::connect(&origin(&script), quick()).await.unwrap();
+        let mut conn = Connection::connect(&origin(&script), quick())
+            .await
+            .unwrap();
         let e = conn.request(&Request::get("/capped"), 5).await.unwrap_err();
         assert!(e.is_too_large(), "{e}");
         assert!(!conn.is_reusable());
@@ -246,8 +312,13 @@ fn an_idle_connection_closed_by_the_server_is_detected_before_reuse() {
     )]);
     let rt = Runtime::builder().workers(1).build().unwrap();
     rt.block_on(async {
-        let mut conn = Connection::connect(&origin(&script), quick()).await.unwrap();
-        let r = conn.request(&Request::get("/then-close"), 1024).await.unwrap();
+        let mut conn = Connection::connect(&origin(&script), quick())
+            .await
+            .unwrap();
+        let r = conn
+            .request(&Request::get("/then-close"), 1024)
+            .await
+            .unwrap();
         assert_eq!(&r.body[..], b"ok");
         // The response said nothing about closing: the connection looks reusable...
         assert!(conn.is_reusable());
@@ -265,7 +336,9 @@ fn a_request_that_meets_a_closed_connection_says_no_response_byte_arrived() {
     let script = serve(vec![Reply::Close]);
     let rt = Runtime::builder().workers(1).build().unwrap();
     rt.block_on(async {
-        let mut conn = Connection::connect(&origin(&script), quick()).await.unwrap();
+        let mut conn = Connection::connect(&origin(&script), quick())
+            .await
+            .unwrap();
         let e = conn.request(&Request::get("/x"), 1024).await.unwrap_err();
         assert!(e.is_closed() && e.is_transient(), "{e}");
         assert!(conn.failed_before_response());
@@ -274,23 +347,39 @@ fn a_request_that_meets_a_closed_connection_says_no_response_byte_arrived() {
 
 #[test]
 fn a_dropped_exchange_leaves_the_connection_unusable() {
-    let script = serve(vec![Reply::BytesThenStall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhel")]);
+    let script = serve(vec![Reply::BytesThenStall(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhel",
+    )]);
     let rt = Runtime::builder().workers(1).build().unwrap();
     rt.block_on(async {
-        let mut conn = Connection::connect(&origin(&script), quick()).await.unwrap();
-        let cut = tally::timeout(Duration::from_millis(100), conn.request(&Request::get("/slow"), 1024)).await;
+        let mut conn = Connection::connect(&origin(&script), quick())
+            .await
+            .unwrap();
+        let cut = tally::timeout(
+            Duration::from_millis(100),
+            conn.request(&Request::get("/slow"), 1024),
+        )
+        .await;
         assert!(cut.is_err());
         assert!(!conn.is_reusable());
-        assert!(conn.request(&Request::get("/next"), 1024).await.unwrap_err().is_unusable());
+        assert!(conn
+            .request(&Request::get("/next"), 1024)
+            .await
+            .unwrap_err()
+            .is_unusable());
     });
 }
 
 #[test]
 fn requests_that_would_inject_headers_are_refused_before_sending() {
-    let script = serve(vec![Reply::Bytes(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")]);
+    let script = serve(vec![Reply::Bytes(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+    )]);
     let rt = Runtime::builder().workers(1).build().unwrap();
     rt.block_on(async {
-        let mut conn = Connection::connect(&origin(&script), quick()).await.unwrap();
+        let mut conn = Connection::connect(&origin(&script), quick())
+            .await
+            .unwrap();
         let e = conn
             .request(&Request::get("/x").header("X-Id", "1\r\nEvil: yes"), 1024)
             .await
@@ -298,7 +387,14 @@ fn requests_that_would_inject_headers_are_refused_before_sending() {
         assert!(e.is_url(), "{e}");
         // Nothing was sent: the connection is still fine.
         assert!(conn.is_reusable());
-        assert_eq!(conn.request(&Request::get("/ok"), 1024).await.unwrap().head.status, 200);
+        assert_eq!(
+            conn.request(&Request::get("/ok"), 1024)
+                .await
+                .unwrap()
+                .head
+                .status,
+            200
+        );
     });
     assert_eq!(script.requests.lock().unwrap().len(), 1);
 }
@@ -311,9 +407,15 @@ fn ipv6_loopback_and_refused_connections() {
         let closed = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = closed.local_addr().unwrap().port();
         drop(closed);
-        let e = Connection::connect(&Origin { host: "127.0.0.1".into(), port }, quick())
-            .await
-            .unwrap_err();
+        let e = Connection::connect(
+            &Origin {
+                host: "127.0.0.1".into(),
+                port,
+            },
+            quick(),
+        )
+        .await
+        .unwrap_err();
         assert!(e.is_connect(), "{e}");
         assert_eq!(e.io_kind(), Some(std::io::ErrorKind::ConnectionRefused));
         if let Ok(v6) = TcpListener::bind("[::1]:0") {
@@ -321,10 +423,12 @@ fn ipv6_loopback_and_refused_connections() {
             let server = thread::spawn(move || {
                 let (mut s, _) = v6.accept().unwrap();
                 let head = read_request(&mut s).unwrap();
-                s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nv6").unwrap();
+                s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nv6")
+                    .unwrap();
                 head
             });
-            let url = tally::protocols::http1::Url::parse(&format!("http://[::1]:{port}/six")).unwrap();
+            let url =
+                tally::protocols::http1::Url::parse(&format!("http://[::1]:{port}/six")).unwrap();
             let mut conn = Connection::connect(url.origin(), quick()).await.unwrap();
             let r = conn.request(&Request::get(url.target()), 64).await.unwrap();
             assert_eq!(&r.body[..], b"v6");
