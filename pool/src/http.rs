@@ -412,23 +412,9 @@ impl HttpPool {
         url: &Url,
         request: &Request,
     ) -> Result<PooledResponse, HttpPoolError> {
-        let pool = self.pool_for(url.origin()).map_err(|e| HttpPoolError {
-            kind: HttpKind::Http(Error::not_reusable(if e.is_closed() {
-                "the pool's nursery is closed"
-            } else {
-                "the pool's nursery is full"
-            })),
-        })?;
+        let pool = self.origin_pool(url)?;
         let start = Instant::now();
-        let deadline = start + pool.config().wait_timeout;
-        if !self.shared.total.take(deadline).await {
-            return Err(HttpPoolError {
-                kind: HttpKind::Acquire(PoolError::timeout(Stage::Wait, start.elapsed(), 0)),
-            });
-        }
-        let permit = Permit {
-            total: self.shared.total.clone(),
-        };
+        let permit = self.total_permit(&pool, start).await?;
         let mut retried = false;
         loop {
             let mut lease = pool.acquire_at(location).await.map_err(|e| HttpPoolError {
@@ -455,7 +441,10 @@ impl HttpPool {
                     return Ok(response);
                 }
                 Err(e) => {
-                    let stale = reused && lease.failed_before_response() && e.is_closed();
+                    let stale = reused
+                        && lease.failed_before_response()
+                        && e.is_transport()
+                        && !e.is_timeout();
                     lease.discard_broken().await;
                     if stale && !retried && idempotent(request.method()) {
                         retried = true;
@@ -486,17 +475,102 @@ impl HttpPool {
         request: &'a Request,
     ) -> impl std::future::Future<Output = Result<(Head, Bytes), HttpPoolError>> + Send + 'a {
         let location = Location::caller();
-        async move {
-            let response = self.send_at(location, url, request).await?;
-            let head = response.head.clone();
-            let body = response
-                .read_to_end(self.shared.config.body_cap)
-                .await
-                .map_err(|e| HttpPoolError {
-                    kind: HttpKind::Http(e),
-                })?;
-            Ok((head, body))
+        async move { self.request_at(location, url, request, None).await }
+    }
+
+    /// As [`request`](Self::request), the whole exchange within `limit`: past
+    /// it the connection is closed explicitly (not dropped) and a timeout at
+    /// the `exchange` stage is returned.
+    ///
+    /// # Errors
+    ///
+    /// As [`request`](Self::request).
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`send`](Self::send).
+    #[track_caller]
+    pub fn request_within<'a>(
+        &'a self,
+        url: &'a Url,
+        request: &'a Request,
+        limit: Duration,
+    ) -> impl std::future::Future<Output = Result<(Head, Bytes), HttpPoolError>> + Send + 'a {
+        let location = Location::caller();
+        async move { self.request_at(location, url, request, Some(limit)).await }
+    }
+
+    async fn request_at(
+        &self,
+        location: &'static Location<'static>,
+        url: &Url,
+        request: &Request,
+        limit: Option<Duration>,
+    ) -> Result<(Head, Bytes), HttpPoolError> {
+        let pool = self.origin_pool(url)?;
+        let start = Instant::now();
+        let _permit = self.total_permit(&pool, start).await?;
+        let cap = self.shared.config.body_cap;
+        let mut retried = false;
+        loop {
+            let mut lease = pool.acquire_at(location).await.map_err(|e| HttpPoolError {
+                kind: HttpKind::Acquire(e),
+            })?;
+            let reused = lease.exchanges() > 0;
+            let result = match limit {
+                Some(limit) => {
+                    let left = limit.saturating_sub(start.elapsed());
+                    lease.request_within(request, cap, left).await
+                }
+                None => lease.request(request, cap).await,
+            };
+            match result {
+                Ok(response) => {
+                    lease.release().await;
+                    return Ok((response.head, response.body));
+                }
+                Err(e) => {
+                    let stale = reused
+                        && lease.failed_before_response()
+                        && e.is_transport()
+                        && !e.is_timeout();
+                    lease.discard_broken().await;
+                    if stale && !retried && idempotent(request.method()) {
+                        retried = true;
+                        continue;
+                    }
+                    return Err(HttpPoolError {
+                        kind: HttpKind::Http(e),
+                    });
+                }
+            }
         }
+    }
+
+    fn origin_pool(&self, url: &Url) -> Result<Pool<HttpManager>, HttpPoolError> {
+        self.pool_for(url.origin()).map_err(|e| HttpPoolError {
+            kind: HttpKind::Http(Error::not_reusable(if e.is_closed() {
+                "the pool's nursery is closed"
+            } else {
+                "the pool's nursery is full"
+            })),
+        })
+    }
+
+    async fn total_permit(
+        &self,
+        pool: &Pool<HttpManager>,
+        start: Instant,
+    ) -> Result<Permit, HttpPoolError> {
+        let deadline = start + pool.config().wait_timeout;
+        if !self.shared.total.take(deadline).await {
+            return Err(HttpPoolError {
+                kind: HttpKind::Acquire(PoolError::timeout(Stage::Wait, start.elapsed(), 0)),
+            });
+        }
+        Ok(Permit {
+            total: self.shared.total.clone(),
+        })
     }
 
     /// Metrics per origin, and their sum.
