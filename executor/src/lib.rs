@@ -89,7 +89,7 @@ pub use nursery::{
     Join, Nursery, NurseryBuilder, NurseryError, Policy, Spawn, SpawnError, Spawner, DEFAULT_CAP,
     DEFAULT_DROP_WAIT,
 };
-pub use runtime::{Builder, Runtime, MAX_WORKERS};
+pub use runtime::{runtime_stats, Builder, Runtime, MAX_WORKERS};
 pub use signal::ctrl_c;
 pub use stats::{BlockingInfo, ShutdownReport, Stats, TaskInfo};
 pub use task::{JoinHandle, TaskError, TaskOutput};

@@ -114,6 +114,13 @@ impl Shared {
     }
 }
 
+/// The task counts of the runtime this thread belongs to (a worker's, or the
+/// one whose `block_on` is running), or `None` on any other thread. Lets a
+/// task watch its own runtime without holding it.
+pub fn runtime_stats() -> Option<Stats> {
+    context::runtime().map(|shared| shared.stats())
+}
+
 /// Settings for a [`Runtime`].
 #[derive(Debug, Clone)]
 pub struct Builder {
