@@ -746,6 +746,11 @@ impl fmt::Debug for Spawner {
 }
 
 impl Spawner {
+    /// The nursery's task counts, while it exists.
+    pub fn stats(&self) -> Option<Stats> {
+        self.inner.upgrade().map(|inner| inner.stats())
+    }
+
     /// As [`Nursery::try_spawn`].
     ///
     /// # Errors

@@ -1,0 +1,285 @@
+//! `tally-pipeline`: the market-event pipeline's command line.
+//!
+//! ```text
+//! cargo run --release -p tally-pipeline -- run
+//! cargo run --release -p tally-pipeline -- replay data/stocks-monthly-2000-2010.csv --rate 500
+//! cargo run --release -p tally-pipeline -- spike --baseline-rate 200 --spike-rate 2000 --spike-secs 10
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
+use tally::protocols::http1::Url;
+use tally::protocols::pg::Config as PgConfig;
+use tally::Runtime;
+use tally_harness::cluster::{self, Cluster};
+use tally_harness::enrich::{EnrichConfig, EnrichServer, Fault};
+use tally_pipeline::report::{render_svg, render_table};
+use tally_pipeline::run::{self, Input, Services, Settings, Spike};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "tally-pipeline",
+    version,
+    about = "Real market data through HTTP enrichment, Postgres and an audit log, with a report of what was left behind"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Replays the bundled real data through the whole pipeline.
+    Run(Common),
+    /// Replays the given files (CSV, optionally gzip-compressed).
+    Replay {
+        /// The files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// The symbol for files whose rows carry none (default: the file name).
+        #[arg(long)]
+        symbol: Option<String>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// A baseline rate, a spike, then the baseline again, drawn from the bundled data.
+    Spike {
+        /// Events per second before and after the spike.
+        #[arg(long, default_value_t = 200.0)]
+        baseline_rate: f64,
+        /// Seconds of baseline, before and after.
+        #[arg(long, default_value_t = 5.0)]
+        baseline_secs: f64,
+        /// Events per second during the spike.
+        #[arg(long, default_value_t = 2000.0)]
+        spike_rate: f64,
+        /// Seconds of spike.
+        #[arg(long, default_value_t = 10.0)]
+        spike_secs: f64,
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+#[derive(Args, Debug)]
+struct Common {
+    /// Events per second to admit (default: as fast as the pipeline takes them).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Passes over the input.
+    #[arg(long, default_value_t = 1)]
+    loops: u32,
+    /// The most events in flight.
+    #[arg(long, default_value_t = 256)]
+    max_in_flight: usize,
+    /// Postgres connections.
+    #[arg(long, default_value_t = 8)]
+    pg_pool_size: usize,
+    /// HTTP connections.
+    #[arg(long, default_value_t = 16)]
+    http_pool_size: usize,
+    /// Each enrichment attempt's limit, in milliseconds.
+    #[arg(long, default_value_t = 5000)]
+    http_timeout: u64,
+    /// Attempts per stage.
+    #[arg(long, default_value_t = 3)]
+    retries: u32,
+    /// Each event's limit, in milliseconds.
+    #[arg(long, default_value_t = 10000)]
+    event_deadline: u64,
+    /// Where the audit log and the dead letters go.
+    #[arg(long, default_value = "audit")]
+    audit_dir: PathBuf,
+    /// The database (default: a throwaway cluster from the installed server binaries).
+    #[arg(long, env = "DATABASE_URL")]
+    database_url: Option<String>,
+    /// The enrichment service (default: the built-in one).
+    #[arg(long)]
+    enrich_url: Option<String>,
+    /// The built-in enrichment server's faults, in percent of requests (every kind).
+    #[arg(long, default_value_t = 0.0)]
+    faults: f64,
+    /// The seed of the fault mix.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// A symbol whose event tasks panic (to show a panic loses nothing).
+    #[arg(long)]
+    poison: Option<String>,
+    /// Write the report as JSON here.
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// Write the timeline picture (SVG) here.
+    #[arg(long)]
+    timeline: Option<PathBuf>,
+    /// Print a progress line every second.
+    #[arg(long)]
+    progress: bool,
+}
+
+fn bundled() -> Vec<Input> {
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("data");
+    vec![
+        Input {
+            path: data.join("sp500-daily-1999-2018.csv.gz"),
+            symbol: Some("^GSPC".into()),
+        },
+        Input {
+            path: data.join("stocks-monthly-2000-2010.csv"),
+            symbol: None,
+        },
+    ]
+}
+
+fn settings(common: &Common, inputs: Vec<Input>, spike: Option<Spike>) -> Settings {
+    Settings {
+        inputs,
+        loops: common.loops.max(1),
+        rate: common.rate.filter(|r| *r > 0.0),
+        spike,
+        max_in_flight: common.max_in_flight.max(1),
+        pg_pool_size: common.pg_pool_size.max(1),
+        http_pool_size: common.http_pool_size.max(1),
+        http_timeout: Duration::from_millis(common.http_timeout.max(1)),
+        retries: common.retries.max(1),
+        event_deadline: Duration::from_millis(common.event_deadline.max(1)),
+        audit_dir: common.audit_dir.clone(),
+        poison: common.poison.clone(),
+        settle_limit: Duration::from_secs(10),
+        progress: common.progress,
+    }
+}
+
+fn main() -> ExitCode {
+    match real_main() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("tally-pipeline: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn real_main() -> anyhow::Result<ExitCode> {
+    let cli = Cli::parse();
+    let (common, settings) = match &cli.command {
+        Command::Run(common) => (common, settings(common, bundled(), None)),
+        Command::Replay {
+            files,
+            symbol,
+            common,
+        } => {
+            let inputs = files
+                .iter()
+                .map(|path| Input {
+                    path: path.clone(),
+                    symbol: symbol.clone(),
+                })
+                .collect();
+            (common, settings(common, inputs, None))
+        }
+        Command::Spike {
+            baseline_rate,
+            baseline_secs,
+            spike_rate,
+            spike_secs,
+            common,
+        } => {
+            if *baseline_rate <= 0.0 || *spike_rate <= 0.0 {
+                bail!("the rates must be above zero");
+            }
+            let spike = Spike {
+                baseline_rate: *baseline_rate,
+                baseline_secs: baseline_secs.max(0.0),
+                spike_rate: *spike_rate,
+                spike_secs: spike_secs.max(0.0),
+            };
+            (common, settings(common, bundled(), Some(spike)))
+        }
+    };
+
+    // The embedded defaults: a throwaway cluster, the built-in enrichment server.
+    let mut cluster = None;
+    let pg: PgConfig = match &common.database_url {
+        Some(url) => url
+            .parse()
+            .map_err(|e| anyhow::anyhow!("bad --database-url: {e}"))?,
+        None => {
+            eprintln!("tally-pipeline: no DATABASE_URL: starting a throwaway PostgreSQL cluster");
+            let started =
+                Cluster::start().context("cannot start a throwaway PostgreSQL cluster")?;
+            let config = started
+                .url(cluster::SUPERUSER)
+                .parse()
+                .map_err(|e| anyhow::anyhow!("the cluster's URL: {e}"))?;
+            cluster = Some(started);
+            config
+        }
+    };
+    let mut enrich_server = None;
+    let enrich = match &common.enrich_url {
+        Some(url) => Url::parse(url).map_err(|e| anyhow::anyhow!("bad --enrich-url: {e}"))?,
+        None => {
+            let mut config = EnrichConfig::new().seed(common.seed);
+            if common.faults > 0.0 {
+                config =
+                    config
+                        .fault_percent(common.faults)
+                        .mix(Fault::all(Duration::from_millis(
+                            common.http_timeout.saturating_add(1000),
+                        )));
+            }
+            let server = EnrichServer::start(config)
+                .context("cannot start the built-in enrichment server")?;
+            let url = Url::parse(&server.url()).map_err(|e| anyhow::anyhow!("{e}"))?;
+            enrich_server = Some(server);
+            url
+        }
+    };
+
+    let rt = Runtime::builder()
+        .name("pipeline")
+        .build()
+        .context("cannot start the runtime")?;
+    let result = rt.block_on(run::run(settings, Services { pg, enrich }));
+    let report = rt.shutdown(Duration::from_secs(2));
+    if !report.is_clean() {
+        eprintln!("tally-pipeline: {report}");
+    }
+    if let Some(server) = enrich_server {
+        server.shutdown(Duration::from_secs(1));
+    }
+    let outcome = match result {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            if let Some(c) = cluster {
+                let _ = c.stop();
+            }
+            return Err(e.into());
+        }
+    };
+    if let Some(c) = cluster {
+        c.stop().context("stopping the throwaway cluster")?;
+    }
+    println!("{}", render_table(&outcome.report));
+    if outcome.source_lag > Duration::from_millis(1) {
+        println!(
+            "source lag (admissions behind their schedule): up to {:.1} ms",
+            outcome.source_lag.as_secs_f64() * 1000.0
+        );
+    }
+    if let Some(e) = &outcome.input_error {
+        eprintln!("tally-pipeline: the input stopped early: {e}");
+    }
+    if let Some(path) = &common.report {
+        let json = outcome.report.to_json().context("encoding the report")?;
+        std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(path) = &common.timeline {
+        render_svg(&outcome.report, path).with_context(|| format!("drawing {}", path.display()))?;
+    }
+    Ok(ExitCode::from(outcome.status.code() as u8))
+}
