@@ -163,8 +163,34 @@ fn main() -> ExitCode {
     }
 }
 
+/// A panicking event task is counted, dead-lettered with its message and
+/// reported; the default hook's backtrace note per panic would only drown
+/// the report. One line each for the first few, then a count at the end.
+fn quiet_panics() -> std::sync::Arc<std::sync::atomic::AtomicU64> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let count = std::sync::Arc::new(AtomicU64::new(0));
+    let seen = count.clone();
+    std::panic::set_hook(Box::new(move |info| {
+        if seen.fetch_add(1, Ordering::Relaxed) < 3 {
+            let at = info
+                .location()
+                .map(|l| format!(" at {l}"))
+                .unwrap_or_default();
+            let message = info
+                .payload()
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| info.payload().downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            eprintln!("tally-pipeline: a task panicked{at}: {message} (counted and dead-lettered)");
+        }
+    }));
+    count
+}
+
 fn real_main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
+    let panics = quiet_panics();
     let (common, settings) = match &cli.command {
         Command::Run(common) => (common, settings(common, bundled(), None)),
         Command::Replay {
@@ -270,6 +296,10 @@ fn real_main() -> anyhow::Result<ExitCode> {
             "source lag (admissions behind their schedule): up to {:.1} ms",
             outcome.source_lag.as_secs_f64() * 1000.0
         );
+    }
+    let panicked = panics.load(std::sync::atomic::Ordering::Relaxed);
+    if panicked > 3 {
+        eprintln!("tally-pipeline: {panicked} tasks panicked in all (each counted failed and dead-lettered)");
     }
     if let Some(e) = &outcome.input_error {
         eprintln!("tally-pipeline: the input stopped early: {e}");

@@ -627,13 +627,29 @@ pub async fn run(settings: Settings, services: Services) -> Result<Outcome, RunE
                 if signal {
                     shared.ctrl_c.store(true, Ordering::Release);
                     shared.stop.store(true, Ordering::Release);
+                    // Stay, like the other service tasks, until the run winds down.
+                    tally::cancelled().await;
                 }
             })
             .await
             .map_err(|e| RunError::Runtime(e.to_string()))?;
     }
-    // The baseline: warm and idle, before the first event.
-    tally::sleep(Duration::from_millis(300)).await;
+    // The baseline: warm and idle (pools at their warm size), before the first event.
+    let warm_pg = 2.min(settings.pg_pool_size);
+    let warm_http = 2.min(settings.http_pool_size);
+    let warming = Instant::now();
+    while warming.elapsed() < Duration::from_secs(3) {
+        let (p, h) = (pg.metrics(), http.metrics());
+        if p.size == warm_pg
+            && p.idle == warm_pg
+            && h.total.size == warm_http
+            && h.total.idle == warm_http
+        {
+            break;
+        }
+        tally::sleep(Duration::from_millis(10)).await;
+    }
+    tally::sleep(Duration::from_millis(200)).await;
     let baseline = monitor::local_sample(0, &pg, &http);
 
     // Admission.
@@ -752,8 +768,6 @@ pub async fn run(settings: Settings, services: Services) -> Result<Outcome, RunE
     let mut seconds_to_all_idle = None;
     let mut seconds_to_baseline = None;
     let mut seconds_to_settle = None;
-    let warm_pg = 2.min(settings.pg_pool_size);
-    let warm_http = 2.min(settings.http_pool_size);
     let mut wait_for_writer = true;
     while last_outcome.elapsed() < settings.settle_limit {
         if wait_for_writer && shared.audit_tx.is_empty() {
