@@ -115,9 +115,10 @@ struct Common {
     /// Write the timeline picture (SVG) here.
     #[arg(long)]
     timeline: Option<PathBuf>,
-    /// Print a progress line every second.
+    /// No progress line (by default: a live line on a terminal, a plain line
+    /// every five seconds otherwise).
     #[arg(long)]
-    progress: bool,
+    quiet: bool,
 }
 
 fn bundled() -> Vec<Input> {
@@ -149,7 +150,7 @@ fn settings(common: &Common, inputs: Vec<Input>, spike: Option<Spike>) -> Settin
         audit_dir: common.audit_dir.clone(),
         poison: common.poison.clone(),
         settle_limit: Duration::from_secs(10),
-        progress: common.progress,
+        progress: !common.quiet,
     }
 }
 
@@ -226,6 +227,16 @@ fn real_main() -> anyhow::Result<ExitCode> {
             (common, settings(common, bundled(), Some(spike)))
         }
     };
+
+    // Every input must open (and have a known header) before anything starts.
+    for input in &settings.inputs {
+        let options = tally_pipeline::source::ReaderOptions {
+            symbol: input.symbol.clone(),
+            pass: 1,
+        };
+        tally_pipeline::source::Reader::open(&input.path, &options)
+            .context("cannot read the input")?;
+    }
 
     // The embedded defaults: a throwaway cluster, the built-in enrichment server.
     let mut cluster = None;

@@ -568,6 +568,12 @@ pub async fn run(settings: Settings, services: Services) -> Result<Outcome, RunE
                 let mut last_second = 0u64;
                 let mut last_processed = 0u64;
                 let mut series_tick = 0u32;
+                let mut previous_processed = 0u64;
+                let bar = (shared.settings.progress && std::io::IsTerminal::is_terminal(&std::io::stderr())).then(|| {
+                    let bar = indicatif::ProgressBar::new_spinner();
+                    bar.enable_steady_tick(Duration::from_millis(200));
+                    bar
+                });
                 loop {
                     let stop = futures_lite::future::or(async { tick.tick().await; false }, async {
                         tally::cancelled().await;
@@ -599,17 +605,28 @@ pub async fn run(settings: Settings, services: Services) -> Result<Outcome, RunE
                         });
                         last_processed = processed;
                         if shared.settings.progress {
-                            eprintln!(
-                                "{:>5}s  admitted {:>7}  processed {:>7}  failed {:>5}  in flight {:>4}  p99 {:>7.2} ms",
+                            let line = format!(
+                                "{:>5}s  admitted {:>7}  processed {:>7} ({:>6}/s)  failed {:>5}  in flight {:>4}  p99 {:>7.2} ms",
                                 last_second,
                                 shared.admitted.load(Ordering::Acquire),
                                 processed,
+                                processed - previous_processed,
                                 shared.failed.load(Ordering::Acquire),
                                 sample.in_flight,
                                 p99
                             );
+                            match &bar {
+                                Some(bar) => bar.set_message(line),
+                                // Not a terminal: a plain line every five seconds.
+                                None if last_second % 5 == 0 => eprintln!("{line}"),
+                                None => {}
+                            }
                         }
+                        previous_processed = processed;
                     }
+                }
+                if let Some(bar) = bar {
+                    bar.finish_and_clear();
                 }
                 pg_watch.close().await;
             })
