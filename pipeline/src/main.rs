@@ -158,7 +158,15 @@ fn main() -> ExitCode {
     match real_main() {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("tally-pipeline: {e:#}");
+            // The chain, each cause once (some errors already name their cause).
+            let mut message = e.to_string();
+            for cause in e.chain().skip(1) {
+                let cause = cause.to_string();
+                if !message.contains(&cause) {
+                    message = format!("{message}: {cause}");
+                }
+            }
+            eprintln!("tally-pipeline: {message}");
             ExitCode::from(1)
         }
     }
