@@ -554,3 +554,71 @@ fn after_ten_seconds_of_load_every_connection_is_idle_within_a_second_of_the_las
     rt.block_on(pool.close(Duration::from_secs(1)));
     cluster.stop().unwrap();
 }
+
+#[test]
+fn a_transient_failure_is_retried_as_a_whole_transaction_and_a_permanent_one_is_not() {
+    let cluster = Cluster::start().unwrap();
+    setup(&cluster);
+    let rt = runtime();
+    rt.block_on(async {
+        let services = Nursery::builder().name("services").build();
+        let pool = pool(&cluster, "retry", 2, &services);
+        let attempts = Arc::new(AtomicUsize::new(0));
+        let seen = attempts.clone();
+        let stored = pool
+            .transaction_with_retry(tally::pool::pg::Retry::default(), async |tx| {
+                tx.execute("INSERT INTO items VALUES (900, 'retried')", &[])
+                    .await?;
+                if seen.fetch_add(1, Ordering::SeqCst) == 0 {
+                    // A serialization failure, as the server reports it.
+                    tx.execute(
+                        "DO $$ BEGIN RAISE EXCEPTION 'conflict' USING ERRCODE = '40001'; END $$",
+                        &[],
+                    )
+                    .await?;
+                }
+                Ok::<_, tally::protocols::pg::Error>("stored")
+            })
+            .await
+            .unwrap();
+        assert_eq!(stored, "stored");
+        assert_eq!(attempts.load(Ordering::SeqCst), 2);
+
+        let tries = Arc::new(AtomicUsize::new(0));
+        let counted = tries.clone();
+        let e = pool
+            .transaction_with_retry(tally::pool::pg::Retry::default(), async |tx| {
+                counted.fetch_add(1, Ordering::SeqCst);
+                tx.execute("INSERT INTO no_such_table VALUES (1)", &[])
+                    .await
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.failed().and_then(|e| e.code()), Some("42P01"));
+        assert_eq!(
+            tries.load(Ordering::SeqCst),
+            1,
+            "a permanent error is not retried"
+        );
+
+        // The explicit Transaction value: commit and rollback.
+        let mut tx = pool.begin().await.unwrap();
+        tx.execute("INSERT INTO items VALUES (901, 'committed')", &[])
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let mut tx = pool.begin().await.unwrap();
+        tx.execute("INSERT INTO items VALUES (902, 'rolled back')", &[])
+            .await
+            .unwrap();
+        tx.rollback().await.unwrap();
+        let m = pool.metrics();
+        assert_eq!((m.in_use, m.abandoned), (0, 0));
+        pool.close(Duration::from_secs(1)).await;
+        services.cancel();
+    });
+    assert!(row_exists(&cluster, 900));
+    assert!(row_exists(&cluster, 901));
+    assert!(!row_exists(&cluster, 902));
+    cluster.stop().unwrap();
+}
