@@ -569,6 +569,7 @@ pub async fn run(settings: Settings, services: Services) -> Result<Outcome, RunE
                 let mut last_processed = 0u64;
                 let mut series_tick = 0u32;
                 let mut previous_processed = 0u64;
+                let mut second_peak = Sample::default();
                 let bar = (shared.settings.progress && std::io::IsTerminal::is_terminal(&std::io::stderr())).then(|| {
                     let bar = indicatif::ProgressBar::new_spinner();
                     bar.enable_steady_tick(Duration::from_millis(200));
@@ -589,6 +590,11 @@ pub async fn run(settings: Settings, services: Services) -> Result<Outcome, RunE
                         sample.pg_busy = busy;
                     }
                     monitor::record(&watch, sample, run_start);
+                    // The series shows each second's highest, not one instant of it.
+                    second_peak.tasks = second_peak.tasks.max(sample.tasks);
+                    second_peak.in_flight = second_peak.in_flight.max(sample.in_flight);
+                    second_peak.pg_in_use = second_peak.pg_in_use.max(sample.pg_in_use);
+                    second_peak.http_in_use = second_peak.http_in_use.max(sample.http_in_use);
                     series_tick += 1;
                     if series_tick % 10 == 0 {
                         last_second += 1;
@@ -596,13 +602,14 @@ pub async fn run(settings: Settings, services: Services) -> Result<Outcome, RunE
                         let p99 = lock(&shared.latency).take_window_p99_ms();
                         shared.series_push(SeriesPoint {
                             t: last_second as f64,
-                            tasks: sample.tasks,
-                            in_flight: sample.in_flight,
-                            pg_in_use: sample.pg_in_use as u64,
-                            http_in_use: sample.http_in_use as u64,
+                            tasks: second_peak.tasks,
+                            in_flight: second_peak.in_flight,
+                            pg_in_use: second_peak.pg_in_use as u64,
+                            http_in_use: second_peak.http_in_use as u64,
                             p99_ms: p99,
                             processed: processed - last_processed,
                         });
+                        second_peak = Sample::default();
                         last_processed = processed;
                         if shared.settings.progress {
                             let line = format!(
