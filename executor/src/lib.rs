@@ -82,6 +82,7 @@ mod signal;
 mod stats;
 mod task;
 mod time;
+mod wait;
 
 pub use blocking::{unblock, BlockingError, Unblock};
 pub use cancel::{cancelled, is_cancelled, Cancelled};
@@ -97,6 +98,7 @@ pub use time::{
     interval, sleep, sleep_until, timeout, yield_now, Elapsed, Interval, Sleep, Tick, Timeout,
     YieldNow,
 };
+pub use wait::wait_until;
 
 #[allow(dead_code)]
 fn _ensure_send_and_sync() {

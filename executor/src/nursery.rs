@@ -329,33 +329,7 @@ impl NurseryInner {
     /// Waits until no task (and no blocking job) of this nursery is live, or
     /// until `deadline`. Says whether it settled.
     async fn settle_until(&self, deadline: Option<Instant>) -> bool {
-        let mut timer = match deadline {
-            Some(deadline) => async_io::Timer::at(deadline),
-            None => async_io::Timer::never(),
-        };
-        loop {
-            if self.is_settled() {
-                return true;
-            }
-            let listener = self.idle.listen();
-            if self.is_settled() {
-                return true;
-            }
-            let woke = futures_lite::future::or(
-                async {
-                    listener.await;
-                    true
-                },
-                async {
-                    (&mut timer).await;
-                    false
-                },
-            )
-            .await;
-            if !woke {
-                return self.is_settled();
-            }
-        }
+        crate::wait_until(&self.idle, deadline, || self.is_settled()).await
     }
 }
 

@@ -185,30 +185,7 @@ impl Total {
     }
 
     async fn take(&self, deadline: Instant) -> bool {
-        let mut timer = tally_executor::sleep_until(deadline);
-        loop {
-            if self.try_take() {
-                return true;
-            }
-            let listener = self.freed.listen();
-            if self.try_take() {
-                return true;
-            }
-            let woke = futures_lite::future::or(
-                async {
-                    listener.await;
-                    true
-                },
-                async {
-                    (&mut timer).await;
-                    false
-                },
-            )
-            .await;
-            if !woke {
-                return self.try_take();
-            }
-        }
+        tally_executor::wait_until(&self.freed, Some(deadline), || self.try_take()).await
     }
 
     fn give_back(&self) {

@@ -413,37 +413,16 @@ struct WaitGuard<'a, M: Manager> {
 
 impl<M: Manager> WaitGuard<'_, M> {
     async fn wait(&mut self, deadline: Instant) -> Option<Handoff<M::Object>> {
-        let mut timer = async_timer(deadline);
-        loop {
-            if let Some(handoff) = lock(&self.waiter.slot).take() {
-                self.done = true;
-                return Some(handoff);
-            }
-            let listener = self.waiter.ready.listen();
-            if let Some(handoff) = lock(&self.waiter.slot).take() {
-                self.done = true;
-                return Some(handoff);
-            }
-            let woke = futures_lite::future::or(
-                async {
-                    listener.await;
-                    true
-                },
-                async {
-                    (&mut timer).await;
-                    false
-                },
-            )
-            .await;
-            if !woke {
-                return None;
-            }
-        }
+        let mut handoff = None;
+        let waiter = &self.waiter;
+        tally_executor::wait_until(&waiter.ready, Some(deadline), || {
+            handoff = lock(&waiter.slot).take();
+            handoff.is_some()
+        })
+        .await;
+        self.done = handoff.is_some();
+        handoff
     }
-}
-
-fn async_timer(deadline: Instant) -> tally_executor::Sleep {
-    tally_executor::sleep_until(deadline)
 }
 
 impl<M: Manager> Drop for WaitGuard<'_, M> {
@@ -702,31 +681,9 @@ impl<M: Manager> Pool<M> {
     ///
     /// Cancel-safe.
     pub async fn settle(&self, limit: Duration) -> bool {
-        let deadline = Instant::now() + limit;
-        let mut timer = tally_executor::sleep_until(deadline);
-        loop {
-            if self.shared.is_settled() {
-                return true;
-            }
-            let listener = self.shared.settled.listen();
-            if self.shared.is_settled() {
-                return true;
-            }
-            let woke = futures_lite::future::or(
-                async {
-                    listener.await;
-                    true
-                },
-                async {
-                    (&mut timer).await;
-                    false
-                },
-            )
-            .await;
-            if !woke {
-                return self.shared.is_settled();
-            }
-        }
+        let deadline = Instant::now().checked_add(limit);
+        tally_executor::wait_until(&self.shared.settled, deadline, || self.shared.is_settled())
+            .await
     }
 
     /// Closes the pool: refuses new acquires, wakes the waiters with an
