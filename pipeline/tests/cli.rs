@@ -118,7 +118,7 @@ fn a_replay_prints_the_report_and_writes_its_json_and_timeline() {
 #[test]
 fn ctrl_c_mid_spike_still_prints_the_report_and_exits_130() {
     let dir = temp_dir("ctrl-c");
-    let mut child = pipeline()
+    let child = pipeline()
         .args([
             "spike",
             "--baseline-rate",
