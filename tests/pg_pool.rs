@@ -622,3 +622,45 @@ fn a_transient_failure_is_retried_as_a_whole_transaction_and_a_permanent_one_is_
     assert!(!row_exists(&cluster, 902));
     cluster.stop().unwrap();
 }
+
+#[test]
+fn a_reset_on_return_clears_session_state_and_the_statement_cache_but_keeps_the_startup_settings() {
+    let cluster = Cluster::start().unwrap();
+    let rt = runtime();
+    rt.block_on(async {
+        let services = Nursery::builder().name("services").build();
+        let config: PgConfig = cluster.url(cluster::SUPERUSER).parse().unwrap();
+        let pool = Pool::new(
+            PgManager::new(config)
+                .application_name("reset")
+                .idle_in_transaction_timeout(Duration::from_secs(7))
+                .reset_on_return(true),
+            Config::named("reset").max_size(1),
+            &services,
+        )
+        .unwrap();
+        let mut lease = pool.acquire().await.unwrap();
+        lease
+            .batch_execute("SET search_path = pg_catalog")
+            .await
+            .unwrap();
+        lease.query("SELECT $1::int8", &[&1i64]).await.unwrap();
+        assert_eq!(lease.cached_statements(), 1);
+        lease.release().await;
+        let mut lease = pool.acquire().await.unwrap();
+        assert_eq!(lease.cached_statements(), 0);
+        let rows = lease
+            .simple_query(
+                "SHOW search_path; SHOW idle_in_transaction_session_timeout; SHOW application_name",
+            )
+            .await
+            .unwrap();
+        assert_eq!(rows[0].rows[0].get(0), Some("\"$user\", public"));
+        assert_eq!(rows[1].rows[0].get(0), Some("7s"));
+        assert_eq!(rows[2].rows[0].get(0), Some("reset"));
+        lease.release().await;
+        pool.close(Duration::from_secs(1)).await;
+        services.cancel();
+    });
+    cluster.stop().unwrap();
+}
