@@ -186,7 +186,7 @@ impl ChildSet {
             state.signalled = true;
             self.members(&state)
         };
-        for nursery in members {
+        for nursery in members.into_iter().filter(|n| !n.shielded) {
             nursery.cancel();
         }
     }
@@ -223,7 +223,9 @@ impl ChildSet {
         };
         for nursery in members {
             nursery.close();
-            nursery.cancel();
+            if !nursery.shielded {
+                nursery.cancel();
+            }
         }
     }
 

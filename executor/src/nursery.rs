@@ -61,6 +61,8 @@ pub(crate) struct NurseryInner {
     policy: Policy,
     cap: usize,
     drop_wait: Duration,
+    /// Deaf to its owner's cancel signal (its own `cancel` and every abort still reach it).
+    pub(crate) shielded: bool,
     /// `live * ONE_TASK | CLOSED`, in one word so that "closed and empty" is
     /// seen by exactly one of the last task's end and the close.
     state: AtomicUsize,
@@ -387,6 +389,7 @@ pub struct NurseryBuilder {
     cap: Option<usize>,
     policy: Policy,
     drop_wait: Duration,
+    shielded: bool,
 }
 
 impl Default for NurseryBuilder {
@@ -396,6 +399,7 @@ impl Default for NurseryBuilder {
             cap: None,
             policy: Policy::Collect,
             drop_wait: DEFAULT_DROP_WAIT,
+            shielded: false,
         }
     }
 }
@@ -425,6 +429,17 @@ impl NurseryBuilder {
     /// [`DEFAULT_DROP_WAIT`].
     pub fn drop_wait(mut self, wait: Duration) -> Self {
         self.drop_wait = wait;
+        self
+    }
+
+    /// Makes the nursery deaf to its owner's cancel signal: it is not born
+    /// signalled under a signalled task, and a signal raised later does not
+    /// reach it. For cleanup that a task, once signalled, hands to subtasks
+    /// (flush a buffer, say goodbye to a peer). The bound still holds: the
+    /// owner's end, a nursery's drop and a shutdown's deadline abort it, and
+    /// its own [`Nursery::cancel`] signals it.
+    pub fn shielded(mut self) -> Self {
+        self.shielded = true;
         self
     }
 
@@ -490,6 +505,7 @@ impl NurseryBuilder {
             cap: self.cap.unwrap_or(rt.default_cap),
             policy: self.policy,
             drop_wait: self.drop_wait,
+            shielded: self.shielded,
             state: AtomicUsize::new(0),
             flags: AtomicU8::new(0),
             torn_down: AtomicU8::new(0),
@@ -505,7 +521,7 @@ impl NurseryBuilder {
         let signalled = owner
             .attach(&inner)
             .map_err(|_| NurseryError { no_runtime: false })?;
-        if signalled {
+        if signalled && !inner.shielded {
             inner.flags.fetch_or(SIGNALLED, Ordering::AcqRel);
         }
         Ok(Nursery { inner })

@@ -527,3 +527,57 @@ fn blocking_jobs_run_off_the_workers_and_are_counted() {
     });
     assert!(rt.blocking_jobs().is_empty());
 }
+
+#[test]
+fn a_signalled_task_can_hand_its_cleanup_to_a_shielded_nursery_which_its_end_still_bounds() {
+    let rt = runtime(2);
+    let flushed = Arc::new(AtomicBool::new(false));
+    let hung_dropped = Arc::new(AtomicUsize::new(0));
+    rt.block_on({
+        let flushed = flushed.clone();
+        let hung_dropped = hung_dropped.clone();
+        async move {
+            let nursery = Nursery::new();
+            let (started, is_started) = tally_executor::channel::bounded(1);
+            let handle = nursery
+                .spawn(async move {
+                    started.send(()).await.unwrap();
+                    tally_executor::cancelled().await;
+                    // Signalled: the cleanup goes to subtasks that must not
+                    // inherit the signal.
+                    let cleanup = Nursery::builder().name("cleanup").shielded().build();
+                    let flushed_in_task = flushed.clone();
+                    let flush = cleanup
+                        .spawn(async move {
+                            assert!(!tally_executor::is_cancelled());
+                            tally_executor::sleep(Duration::from_millis(5)).await;
+                            flushed_in_task.store(true, Ordering::SeqCst);
+                        })
+                        .await
+                        .unwrap();
+                    flush.await.unwrap();
+                    // One that hangs is still bounded by this task's end.
+                    let guard = DropCount(hung_dropped.clone());
+                    let _hung = cleanup
+                        .spawn(async move {
+                            let _guard = guard;
+                            std::future::pending::<()>().await;
+                        })
+                        .await
+                        .unwrap();
+                    tally_executor::yield_now().await;
+                    cleanup.stats()
+                })
+                .await
+                .unwrap();
+            is_started.recv().await.unwrap();
+            handle.cancel();
+            let stats = handle.await.unwrap();
+            assert_eq!((stats.completed, stats.live), (1, 1));
+            nursery.join().await;
+        }
+    });
+    assert!(flushed.load(Ordering::SeqCst));
+    assert_eq!(hung_dropped.load(Ordering::SeqCst), 1);
+    assert_eq!(rt.stats().live, 0);
+}
