@@ -4,7 +4,10 @@
 use std::time::Instant;
 
 fn main() {
-    let n: u64 = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(1_000_000);
+    let n: u64 = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_000_000);
     let rt = tally::Runtime::builder().workers(2).build().unwrap();
     let start = Instant::now();
     rt.block_on(async {
