@@ -673,8 +673,22 @@ pub async fn run(settings: Settings, services: Services) -> Result<Outcome, RunE
         }
         tally::sleep(Duration::from_millis(10)).await;
     }
-    tally::sleep(Duration::from_millis(200)).await;
-    let baseline = monitor::local_sample(0, &pg, &http);
+    // At rest means steady: the same descriptors and tasks for five looks in
+    // a row, 20 ms apart (a socket of the built-in server, which lives in
+    // this process, opens or closes a moment after its client's side).
+    let mut baseline = monitor::local_sample(0, &pg, &http);
+    let mut steady = 0;
+    let resting = Instant::now();
+    while steady < 5 && resting.elapsed() < Duration::from_secs(2) {
+        tally::sleep(Duration::from_millis(20)).await;
+        let look = monitor::local_sample(0, &pg, &http);
+        if look.fds == baseline.fds && look.tasks == baseline.tasks {
+            steady += 1;
+        } else {
+            steady = 0;
+        }
+        baseline = look;
+    }
 
     // Admission.
     let start = Instant::now();
@@ -810,8 +824,12 @@ pub async fn run(settings: Settings, services: Services) -> Result<Outcome, RunE
         }
         let pg_m = pg.metrics();
         let http_m = http.metrics();
+        // Descriptors too: a connection closed on one side (the built-in
+        // server's, say) may take a moment to close on the other.
+        let fds = tally_harness::probe::open_fds().unwrap_or(0);
         if seconds_to_settle.is_none()
             && live <= baseline.tasks
+            && fds == baseline.fds
             && pg_m.size == warm_pg
             && pg_m.in_use == 0
             && http_m.total.size == warm_http
