@@ -91,7 +91,7 @@ pub use nursery::{
     DEFAULT_DROP_WAIT,
 };
 pub use runtime::{runtime_stats, Builder, Runtime, MAX_WORKERS};
-pub use signal::ctrl_c;
+pub use signal::{ctrl_c, CtrlC};
 pub use stats::{BlockingInfo, ShutdownReport, Stats, TaskInfo};
 pub use task::{JoinHandle, TaskError, TaskOutput};
 pub use time::{

@@ -642,8 +642,13 @@ pub async fn run(settings: Settings, services: Services) -> Result<Outcome, RunE
         let shared = ctrl_shared;
         let _ctrl_c = monitors
             .spawn_named("ctrl-c", async move {
+                // Installed for the whole run, so the descriptors it holds
+                // are the same at the baseline and at the end.
+                let Ok(mut ctrl_c) = tally::CtrlC::new() else {
+                    return tally::cancelled().await;
+                };
                 let signal =
-                    futures_lite::future::or(async { tally::ctrl_c().await.is_ok() }, async {
+                    futures_lite::future::or(async { ctrl_c.recv().await.is_ok() }, async {
                         tally::cancelled().await;
                         false
                     })
