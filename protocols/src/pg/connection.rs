@@ -12,8 +12,6 @@ use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use fallible_iterator::FallibleIterator;
-use postgres_protocol::authentication::md5_hash;
-use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256, SCRAM_SHA_256};
 use postgres_protocol::message::backend::Message;
 use postgres_protocol::message::frontend;
 use tally_executor::timeout;
@@ -68,7 +66,7 @@ const READ_CHUNK: usize = 16 * 1024;
 pub struct Connection {
     socket: Socket,
     read_buf: BytesMut,
-    write_buf: BytesMut,
+    pub(super) write_buf: BytesMut,
     scratch: Box<[u8]>,
     max_message: usize,
     status: TransactionStatus,
@@ -215,102 +213,6 @@ impl Connection {
         }
     }
 
-    async fn authenticate(&mut self, config: &Config) -> Result<(), Error> {
-        let password = || {
-            config
-                .password
-                .as_deref()
-                .ok_or_else(|| Error::auth("the server asks for a password and none was given"))
-        };
-        let mut scram: Option<ScramSha256> = None;
-        loop {
-            match self.recv().await? {
-                Message::AuthenticationOk => return Ok(()),
-                Message::AuthenticationCleartextPassword => {
-                    frontend::password_message(password()?.as_bytes(), &mut self.write_buf)
-                        .map_err(|e| Error::auth(e.to_string()))?;
-                    self.flush().await?;
-                }
-                Message::AuthenticationMd5Password(body) => {
-                    let hash = md5_hash(config.user.as_bytes(), password()?.as_bytes(), body.salt());
-                    frontend::password_message(hash.as_bytes(), &mut self.write_buf)
-                        .map_err(|e| Error::auth(e.to_string()))?;
-                    self.flush().await?;
-                }
-                Message::AuthenticationSasl(body) => {
-                    let mut offered = Vec::new();
-                    let mut mechanisms = body.mechanisms();
-                    while let Some(m) = mechanisms.next().map_err(|e| self.violation(e.to_string()))? {
-                        offered.push(m.to_owned());
-                    }
-                    if !offered.iter().any(|m| m == SCRAM_SHA_256) {
-                        return Err(Error::auth(format!(
-                            "the server offers only {offered:?}; this client speaks SCRAM-SHA-256"
-                        )));
-                    }
-                    let exchange = ScramSha256::new(password()?.as_bytes(), ChannelBinding::unsupported());
-                    frontend::sasl_initial_response(SCRAM_SHA_256, exchange.message(), &mut self.write_buf)
-                        .map_err(|e| Error::auth(e.to_string()))?;
-                    scram = Some(exchange);
-                    self.flush().await?;
-                }
-                Message::AuthenticationSaslContinue(body) => {
-                    let exchange = scram
-                        .as_mut()
-                        .ok_or_else(|| self.violation("SASL continue before SASL start".into()))?;
-                    exchange
-                        .update(body.data())
-                        .map_err(|e| Error::auth(format!("SCRAM exchange failed: {e}")))?;
-                    frontend::sasl_response(exchange.message(), &mut self.write_buf)
-                        .map_err(|e| Error::auth(e.to_string()))?;
-                    self.flush().await?;
-                }
-                Message::AuthenticationSaslFinal(body) => {
-                    let exchange = scram
-                        .as_mut()
-                        .ok_or_else(|| self.violation("SASL final before SASL start".into()))?;
-                    exchange
-                        .finish(body.data())
-                        .map_err(|e| Error::auth(format!("the server's SCRAM signature did not verify: {e}")))?;
-                }
-                Message::ErrorResponse(body) => {
-                    let error = DbError::parse(body.fields()).map_err(|e| self.violation(e.to_string()))?;
-                    return Err(self.startup_failed(error));
-                }
-                Message::AuthenticationKerberosV5
-                | Message::AuthenticationScmCredential
-                | Message::AuthenticationGss
-                | Message::AuthenticationGssContinue(_)
-                | Message::AuthenticationSspi => {
-                    return Err(Error::auth(
-                        "the server asks for Kerberos, GSSAPI, SSPI or SCM credentials, which this client does not speak",
-                    ))
-                }
-                other => return Err(self.unexpected(&other, "authenticating")),
-            }
-        }
-    }
-
-    fn startup_failed(&mut self, error: DbError) -> Error {
-        // A non-TLS session that no pg_hba.conf line admits: the server wants
-        // TLS (PostgreSQL 14+ says "no encryption", older ones "SSL off").
-        let tls = error.code == "28000"
-            && error.message.contains("no pg_hba.conf entry")
-            && (error.message.contains("no encryption") || error.message.contains("SSL off"));
-        let broken = self.break_with(
-            format!("the server refused the session: {error}"),
-            None,
-            Some(error.clone()),
-        );
-        if tls {
-            Error::tls_required(error.message)
-        } else if error.code.starts_with("28") {
-            Error::db(error)
-        } else {
-            broken
-        }
-    }
-
     // ----- state -----
 
     /// The transaction status from the server's last ReadyForQuery.
@@ -390,7 +292,7 @@ impl Connection {
         Ok(())
     }
 
-    fn break_with(
+    pub(super) fn break_with(
         &mut self,
         reason: String,
         io: Option<std::io::ErrorKind>,
@@ -403,17 +305,17 @@ impl Connection {
         Error::broken(broken)
     }
 
-    fn violation(&mut self, what: String) -> Error {
+    pub(super) fn violation(&mut self, what: String) -> Error {
         self.break_with(format!("protocol violation: {what}"), None, None)
     }
 
-    fn unexpected(&mut self, message: &Message, when: &str) -> Error {
+    pub(super) fn unexpected(&mut self, message: &Message, when: &str) -> Error {
         self.violation(format!("unexpected {} while {when}", message_name(message)))
     }
 
     // ----- I/O -----
 
-    async fn flush(&mut self) -> Result<(), Error> {
+    pub(super) async fn flush(&mut self) -> Result<(), Error> {
         while !self.write_buf.is_empty() {
             match self.socket.write(&self.write_buf).await {
                 Ok(0) => {
@@ -460,7 +362,7 @@ impl Connection {
     /// The next message that answers a request: asynchronous ones (parameter
     /// changes, notices, notifications, close confirmations) are taken care
     /// of here.
-    async fn recv(&mut self) -> Result<Message, Error> {
+    pub(super) async fn recv(&mut self) -> Result<Message, Error> {
         if let Some(broken) = &self.broken {
             return Err(Error::broken(broken.clone()));
         }

@@ -21,6 +21,7 @@
 //!
 //! TLS is not supported yet: a server that demands it gives a clear error.
 
+mod auth;
 mod cache;
 mod cancel;
 mod codec;
