@@ -56,6 +56,7 @@ pub mod exit;
 pub mod monitor;
 pub mod report;
 pub mod run;
+mod schedule;
 pub mod source;
 pub mod store;
 

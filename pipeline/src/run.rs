@@ -24,6 +24,7 @@ use crate::event::{Event, Timestamp};
 use crate::exit::{ExitStatus, RunEnd};
 use crate::monitor::{self, PgWatch, Sample, Watch};
 use crate::report::{Gauge, LatencyRecorder, PgFigures, PoolFigures, Report, SeriesPoint, Tasks};
+use crate::schedule::Schedule;
 use crate::source::{Item, Reader, ReaderOptions, SourceError};
 use crate::store::{self, CREATE_TABLE};
 
@@ -366,45 +367,6 @@ async fn writer(shared: Arc<Shared>, rx: Receiver<Write>, audit: AuditWriter, de
             if matches!(appended, Ok(Ok(_))) {
                 shared.dead_letters.fetch_add(count, Ordering::AcqRel);
             }
-        }
-    }
-}
-
-/// The schedule of admissions.
-struct Schedule {
-    start: Instant,
-    rate: Option<f64>,
-    spike: Option<Spike>,
-    next: Duration,
-}
-
-impl Schedule {
-    fn rate_at(&self, t: f64) -> Option<f64> {
-        match self.spike {
-            Some(s) if t < s.baseline_secs => Some(s.baseline_rate),
-            Some(s) if t < s.baseline_secs + s.spike_secs => Some(s.spike_rate),
-            Some(s) => Some(s.baseline_rate),
-            None => self.rate,
-        }
-    }
-
-    fn end(&self) -> Option<f64> {
-        self.spike.map(|s| 2.0 * s.baseline_secs + s.spike_secs)
-    }
-
-    /// The next event's scheduled time, or `None` when a spike is over.
-    fn next(&mut self) -> Option<Option<Instant>> {
-        let t = self.next.as_secs_f64();
-        if self.end().is_some_and(|end| t >= end) {
-            return None;
-        }
-        match self.rate_at(t) {
-            Some(rate) if rate > 0.0 => {
-                let at = self.start + self.next;
-                self.next += Duration::from_secs_f64(1.0 / rate);
-                Some(Some(at))
-            }
-            _ => Some(None),
         }
     }
 }
