@@ -135,11 +135,61 @@ fn bundled() -> Vec<Input> {
     ]
 }
 
+/// Refuses settings that cannot mean anything, before anything starts.
+fn check(common: &Common) -> anyhow::Result<()> {
+    if let Some(rate) = common.rate {
+        if !(rate.is_finite() && rate > 0.0) {
+            bail!("--rate must be a number of events per second above zero (leave it out to go as fast as possible)");
+        }
+    }
+    for (flag, value) in [
+        ("--loops", common.loops as u64),
+        ("--max-in-flight", common.max_in_flight as u64),
+        ("--pg-pool-size", common.pg_pool_size as u64),
+        ("--http-pool-size", common.http_pool_size as u64),
+        ("--http-timeout", common.http_timeout),
+        ("--retries", common.retries as u64),
+        ("--event-deadline", common.event_deadline),
+    ] {
+        if value == 0 {
+            bail!("{flag} must be at least 1");
+        }
+    }
+    if !(0.0..=100.0).contains(&common.faults) {
+        bail!("--faults is a percentage, from 0 to 100");
+    }
+    if let Some(url) = &common.enrich_url {
+        Url::parse(url).map_err(|e| anyhow::anyhow!("bad --enrich-url: {e}"))?;
+    }
+    // The audit directory must take files; the report and the timeline must
+    // have somewhere to go: find out now, not after the run.
+    std::fs::create_dir_all(&common.audit_dir).with_context(|| {
+        format!(
+            "cannot create the audit directory {}",
+            common.audit_dir.display()
+        )
+    })?;
+    let probe = common
+        .audit_dir
+        .join(format!(".tally-write-check-{}", std::process::id()));
+    std::fs::write(&probe, b"").with_context(|| {
+        format!(
+            "cannot write in the audit directory {}",
+            common.audit_dir.display()
+        )
+    })?;
+    let _ = std::fs::remove_file(&probe);
+    for path in [&common.report, &common.timeline].into_iter().flatten() {
+        std::fs::write(path, b"").with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}
+
 fn settings(common: &Common, inputs: Vec<Input>, spike: Option<Spike>) -> Settings {
     Settings {
         inputs,
-        loops: common.loops.max(1),
-        rate: common.rate.filter(|r| *r > 0.0),
+        loops: common.loops,
+        rate: common.rate,
         spike,
         max_in_flight: common.max_in_flight.max(1),
         pg_pool_size: common.pg_pool_size.max(1),
@@ -223,8 +273,18 @@ fn real_main() -> anyhow::Result<ExitCode> {
             spike_secs,
             common,
         } => {
-            if *baseline_rate <= 0.0 || *spike_rate <= 0.0 {
+            if !(baseline_rate.is_finite()
+                && *baseline_rate > 0.0
+                && spike_rate.is_finite()
+                && *spike_rate > 0.0)
+            {
                 bail!("the rates must be above zero");
+            }
+            if !(baseline_secs.is_finite() && spike_secs.is_finite())
+                || *baseline_secs < 0.0
+                || *spike_secs < 0.0
+            {
+                bail!("the durations must be zero or more seconds");
             }
             let spike = Spike {
                 baseline_rate: *baseline_rate,
@@ -236,6 +296,7 @@ fn real_main() -> anyhow::Result<ExitCode> {
         }
     };
 
+    check(common)?;
     // Every input must open (and have a known header) before anything starts.
     for input in &settings.inputs {
         let options = tally_pipeline::source::ReaderOptions {

@@ -531,6 +531,8 @@ pub async fn run(settings: Settings, services: Services) -> Result<Outcome, RunE
                 let mut last_processed = 0u64;
                 let mut series_tick = 0u32;
                 let mut previous_processed = 0u64;
+                // Seconds since the progress line was last printed.
+                let mut since_print = 1u64;
                 let mut second_peak = Sample::default();
                 let bar = (shared.settings.progress && std::io::IsTerminal::is_terminal(&std::io::stderr())).then(|| {
                     let bar = indicatif::ProgressBar::new_spinner();
@@ -579,19 +581,30 @@ pub async fn run(settings: Settings, services: Services) -> Result<Outcome, RunE
                                 last_second,
                                 shared.admitted.load(Ordering::Acquire),
                                 processed,
-                                processed - previous_processed,
+                                (processed - previous_processed) / since_print.max(1),
                                 shared.failed.load(Ordering::Acquire),
                                 sample.in_flight,
                                 p99
                             );
-                            match &bar {
-                                Some(bar) => bar.set_message(line),
-                                // Not a terminal: a plain line every five seconds.
-                                None if last_second % 5 == 0 => eprintln!("{line}"),
-                                None => {}
+                            // On a terminal a live line every second; otherwise
+                            // a plain line every five, with the rate over those five.
+                            let printed = match &bar {
+                                Some(bar) => {
+                                    bar.set_message(line);
+                                    true
+                                }
+                                None if last_second % 5 == 0 => {
+                                    eprintln!("{line}");
+                                    true
+                                }
+                                None => false,
+                            };
+                            if printed {
+                                previous_processed = processed;
+                                since_print = 0;
                             }
                         }
-                        previous_processed = processed;
+                        since_print += 1;
                     }
                 }
                 if let Some(bar) = bar {
@@ -616,6 +629,10 @@ pub async fn run(settings: Settings, services: Services) -> Result<Outcome, RunE
                     })
                     .await;
                 if signal {
+                    eprintln!(
+                        "tally-pipeline: interrupted: no more admissions; events in flight get {:.1} s to finish, then the report",
+                        (shared.settings.http_timeout + Duration::from_secs(1)).as_secs_f64()
+                    );
                     shared.ctrl_c.store(true, Ordering::Release);
                     shared.stop.store(true, Ordering::Release);
                     // Stay, like the other service tasks, until the run winds down.

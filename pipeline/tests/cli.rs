@@ -47,6 +47,15 @@ fn bad_input_gives_a_clear_message_and_exit_1_without_a_backtrace() {
             vec!["spike", "--baseline-rate", "0"],
             "the rates must be above zero",
         ),
+        (
+            vec!["run", "--rate", "0"],
+            "--rate must be a number of events per second above zero",
+        ),
+        (vec!["run", "--loops", "0"], "--loops must be at least 1"),
+        (
+            vec!["run", "--report", "/no/such/dir/report.json"],
+            "cannot write /no/such/dir/report.json",
+        ),
     ] {
         let dir = temp_dir("bad");
         let out = pipeline()
@@ -105,10 +114,13 @@ fn a_replay_prints_the_report_and_writes_its_json_and_timeline() {
     }
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
-    assert_eq!(report["admitted"], 560);
-    assert_eq!(report["processed"], 560);
-    assert_eq!(report["db_rows"], 560);
-    assert_eq!(report["tasks"]["final"], report["tasks"]["baseline"]);
+    assert_eq!(report["admitted"], 560, "{report}");
+    assert_eq!(report["processed"], 560, "{report}");
+    assert_eq!(report["db_rows"], 560, "{report}");
+    assert_eq!(
+        report["tasks"]["final"], report["tasks"]["baseline"],
+        "{report}"
+    );
     assert!(report["series"].as_array().is_some_and(|s| !s.is_empty()));
     let svg = std::fs::read_to_string(dir.join("timeline.svg")).unwrap();
     assert!(svg.contains("<svg"));
