@@ -270,6 +270,16 @@ impl Reader {
         let named_gz = path
             .extension()
             .is_some_and(|ext| ext.eq_ignore_ascii_case("gz"));
+        if named_gz && !starts_gzip {
+            return Err(SourceError::Read {
+                path: path.to_owned(),
+                line: 0,
+                source: io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "it is named .gz but is not gzip-compressed",
+                ),
+            });
+        }
         let input: Box<dyn BufRead + Send> = if starts_gzip || named_gz {
             Box::new(BufReader::new(MultiGzDecoder::new(buffered)))
         } else {
@@ -835,10 +845,9 @@ mod tests {
 
         let not_gzip = dir.path().join("plain.csv.gz");
         std::fs::write(&not_gzip, "symbol,date,price\n").unwrap();
-        assert!(matches!(
-            Reader::open(&not_gzip, &ReaderOptions::default()),
-            Err(SourceError::Read { line: 0, .. })
-        ));
+        let e = Reader::open(&not_gzip, &ReaderOptions::default()).unwrap_err();
+        assert!(matches!(&e, SourceError::Read { line: 0, .. }));
+        assert!(e.to_string().contains("not gzip-compressed"), "{e}");
 
         let binary = dir.path().join("binary.csv");
         std::fs::write(&binary, [0xff, 0xfe, 0x00, 0x01, b'\n', 0x80]).unwrap();
