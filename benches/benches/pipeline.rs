@@ -36,8 +36,11 @@
 //! (about two minutes). Without `--bench` (`cargo test --benches`) it only
 //! prints a line.
 
+mod common;
+
+use common::find_pgbench;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -46,7 +49,7 @@ use tally::protocols::pg::Config as PgConfig;
 use tally_harness::cluster::{Cluster, DATABASE, HOST, SUPERUSER};
 use tally_harness::enrich::{EnrichConfig, EnrichServer};
 use tally_pipeline::report::{render_table, Report, SeriesPoint};
-use tally_pipeline::run::{self, Input, Services, Settings, Spike};
+use tally_pipeline::run::{self, Services, Settings, Spike};
 use tally_pipeline::store::CREATE_TABLE;
 
 /// How long each pgbench run lasts, in seconds.
@@ -64,56 +67,6 @@ const SPIKE: Spike = Spike {
     spike_rate: 2000.0,
     spike_secs: 10.0,
 };
-
-/// The bundled data, as the command line's `run` reads it.
-fn bundled() -> Vec<Input> {
-    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../pipeline/data");
-    vec![
-        Input {
-            path: data.join("sp500-daily-1999-2018.csv.gz"),
-            symbol: Some("^GSPC".into()),
-        },
-        Input {
-            path: data.join("stocks-monthly-2000-2010.csv"),
-            symbol: None,
-        },
-    ]
-}
-
-/// `pgbench`, found as the harness finds the server binaries.
-fn find_pgbench() -> Option<PathBuf> {
-    let mut dirs = Vec::new();
-    if let Some(dir) = std::env::var_os("PG_BIN").filter(|v| !v.is_empty()) {
-        dirs.push(PathBuf::from(dir));
-    }
-    if let Ok(out) = Command::new("pg_config")
-        .arg("--bindir")
-        .stdin(Stdio::null())
-        .output()
-    {
-        let dir = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-        if out.status.success() && !dir.is_empty() {
-            dirs.push(PathBuf::from(dir));
-        }
-    }
-    if let Some(path) = std::env::var_os("PATH") {
-        dirs.extend(std::env::split_paths(&path));
-    }
-    if let Ok(entries) = fs::read_dir("/usr/lib/postgresql") {
-        let mut versions: Vec<(u32, PathBuf)> = entries
-            .flatten()
-            .filter_map(|e| {
-                let version = e.file_name().to_str()?.parse().ok()?;
-                Some((version, e.path().join("bin")))
-            })
-            .collect();
-        versions.sort_by_key(|(version, _)| std::cmp::Reverse(*version));
-        dirs.extend(versions.into_iter().map(|(_, dir)| dir));
-    }
-    dirs.into_iter()
-        .map(|dir| dir.join("pgbench"))
-        .find(|bin| bin.is_file())
-}
 
 /// The pipeline's transaction as a pgbench script: statement by statement,
 /// or in one pipeline.
@@ -206,7 +159,7 @@ fn run_pipeline(
         std::process::id()
     ));
     let settings = Settings {
-        inputs: bundled(),
+        inputs: run::bundled(),
         loops: LOOPS,
         spike,
         audit_dir: audit_dir.clone(),

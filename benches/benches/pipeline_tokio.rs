@@ -104,7 +104,7 @@ use tally_harness::enrich::{EnrichConfig, EnrichServer};
 use tally_pipeline::audit::{AuditLine, AuditWriter, DeadLetter, DeadLetters};
 use tally_pipeline::enrich::Enrichment;
 use tally_pipeline::event::{Event, Timestamp};
-use tally_pipeline::run::{self, Input, Services, Settings, Spike};
+use tally_pipeline::run::{self, Services, Settings, Spike};
 use tally_pipeline::source::{Item, Reader, ReaderOptions};
 use tally_pipeline::store::CREATE_TABLE;
 use tokio::sync::{mpsc, oneshot, Semaphore};
@@ -144,21 +144,6 @@ const SPIKE: Spike = Spike {
 
 const INSERT: &str = "INSERT INTO market_events (event_id, symbol, price, volume, ts, enrichment) \
                       VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (event_id) DO NOTHING";
-
-/// The bundled data, as the command line's `run` reads it.
-fn bundled() -> Vec<Input> {
-    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../pipeline/data");
-    vec![
-        Input {
-            path: data.join("sp500-daily-1999-2018.csv.gz"),
-            symbol: Some("^GSPC".into()),
-        },
-        Input {
-            path: data.join("stocks-monthly-2000-2010.csv"),
-            symbol: None,
-        },
-    ]
-}
 
 // ---------------------------------------------------------------------------
 // CPU time from /proc.
@@ -257,7 +242,7 @@ fn run_tally(
 ) -> Measured {
     truncate(cluster);
     let settings = Settings {
-        inputs: bundled(),
+        inputs: tally_pipeline::run::bundled(),
         loops: LOOPS,
         spike,
         audit_dir: audit_dir.to_owned(),
@@ -655,7 +640,7 @@ async fn tokio_pipeline(
     let mut rejected = 0u64;
     let passes = if spike.is_some() { u32::MAX } else { LOOPS };
     'passes: for pass in 1..=passes {
-        for input in bundled() {
+        for input in tally_pipeline::run::bundled() {
             let options = ReaderOptions {
                 symbol: input.symbol.clone(),
                 pass,

@@ -6,7 +6,7 @@
 //! cargo run --release -p tally-pipeline -- spike --baseline-rate 200 --spike-rate 2000 --spike-secs 10
 //! ```
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -119,20 +119,6 @@ struct Common {
     /// every five seconds otherwise).
     #[arg(long)]
     quiet: bool,
-}
-
-fn bundled() -> Vec<Input> {
-    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("data");
-    vec![
-        Input {
-            path: data.join("sp500-daily-1999-2018.csv.gz"),
-            symbol: Some("^GSPC".into()),
-        },
-        Input {
-            path: data.join("stocks-monthly-2000-2010.csv"),
-            symbol: None,
-        },
-    ]
 }
 
 /// Refuses settings that cannot mean anything, before anything starts.
@@ -251,7 +237,7 @@ fn real_main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     let panics = quiet_panics();
     let (common, settings) = match &cli.command {
-        Command::Run(common) => (common, settings(common, bundled(), None)),
+        Command::Run(common) => (common, settings(common, run::bundled(), None)),
         Command::Replay {
             files,
             symbol,
@@ -292,7 +278,7 @@ fn real_main() -> anyhow::Result<ExitCode> {
                 spike_rate: *spike_rate,
                 spike_secs: spike_secs.max(0.0),
             };
-            (common, settings(common, bundled(), Some(spike)))
+            (common, settings(common, run::bundled(), Some(spike)))
         }
     };
 

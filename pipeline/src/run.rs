@@ -40,6 +40,22 @@ pub struct Input {
     pub symbol: Option<String>,
 }
 
+/// The bundled real data (pipeline/data): the S&P 500 daily closes, as
+/// `^GSPC`, and five stocks' monthly prices.
+pub fn bundled() -> Vec<Input> {
+    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data");
+    vec![
+        Input {
+            path: data.join("sp500-daily-1999-2018.csv.gz"),
+            symbol: Some("^GSPC".into()),
+        },
+        Input {
+            path: data.join("stocks-monthly-2000-2010.csv"),
+            symbol: None,
+        },
+    ]
+}
+
 /// The spike's shape: baseline, spike, baseline again.
 #[derive(Clone, Copy, Debug)]
 pub struct Spike {

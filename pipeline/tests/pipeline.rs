@@ -4,7 +4,7 @@
 //! process: run these under cargo-nextest (a process per test), as the
 //! README's test command does.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use tally::protocols::http1::Url;
@@ -15,20 +15,6 @@ use tally_pipeline::exit::ExitStatus;
 use tally_pipeline::run::{self, Input, Outcome, Services, Settings};
 
 const BUNDLED_ROWS: u64 = 5031 + 560;
-
-fn bundled() -> Vec<Input> {
-    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("data");
-    vec![
-        Input {
-            path: data.join("sp500-daily-1999-2018.csv.gz"),
-            symbol: Some("^GSPC".into()),
-        },
-        Input {
-            path: data.join("stocks-monthly-2000-2010.csv"),
-            symbol: None,
-        },
-    ]
-}
 
 struct Env {
     cluster: Cluster,
@@ -121,7 +107,7 @@ fn assert_clean(outcome: &Outcome) {
 #[test]
 fn the_bundled_data_goes_through_end_to_end_with_nothing_left_behind() {
     let env = Env::start(EnrichConfig::new());
-    let outcome = env.run(env.settings(bundled()));
+    let outcome = env.run(env.settings(run::bundled()));
     let r = &outcome.report;
     assert_eq!(outcome.status, ExitStatus::Success);
     assert_eq!(
@@ -167,8 +153,8 @@ fn the_bundled_data_goes_through_end_to_end_with_nothing_left_behind() {
 #[test]
 fn replaying_the_same_files_processes_them_again_stores_nothing_new_and_appends_audit_lines() {
     let env = Env::start(EnrichConfig::new());
-    let first = env.run(env.settings(bundled()));
-    let second = env.run(env.settings(bundled()));
+    let first = env.run(env.settings(run::bundled()));
+    let second = env.run(env.settings(run::bundled()));
     assert_eq!(first.report.processed, BUNDLED_ROWS);
     assert_eq!(second.report.processed, BUNDLED_ROWS);
     assert_eq!(second.report.db_rows, BUNDLED_ROWS);
@@ -186,7 +172,7 @@ fn a_poisoned_symbol_panics_each_of_its_events_into_the_dead_letters_and_the_res
     let env = Env::start(EnrichConfig::new());
     let settings = Settings {
         poison: Some("IBM".into()),
-        ..env.settings(bundled())
+        ..env.settings(run::bundled())
     };
     let outcome = env.run(settings);
     let r = &outcome.report;
@@ -246,7 +232,7 @@ fn every_enrichment_fault_and_a_terminate_storm_lose_nothing_and_store_nothing_t
         http_timeout: Duration::from_millis(300),
         loops: 2,
         rate: Some(3000.0),
-        ..env.settings(bundled())
+        ..env.settings(run::bundled())
     };
     // A pg_terminate_backend storm while the run goes on.
     let url = env.cluster.url(cluster::SUPERUSER);
