@@ -65,6 +65,9 @@
 //! (about 50 s of measuring, plus the build); add a filter such as
 //! `-- sequential` to run one group (the summary still runs).
 
+mod common;
+
+use common::{micros, percentiles};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -652,15 +655,6 @@ fn bench_group(c: &mut Criterion, work: Work, contenders: &mut [Contender]) {
 }
 
 /// The 10th, 50th and 90th percentiles.
-fn percentiles(mut times: Vec<Duration>) -> [Duration; 3] {
-    times.sort_unstable();
-    [10, 50, 90].map(|p| times[times.len() * p / 100])
-}
-
-fn micros(d: Duration) -> String {
-    format!("{:.1} µs", d.as_secs_f64() * 1e6)
-}
-
 /// Requests per second at `per_request`.
 fn rate(per_request: Duration) -> String {
     format!("{:.0} req/s", 1.0 / per_request.as_secs_f64())

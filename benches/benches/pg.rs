@@ -57,10 +57,9 @@
 
 mod common;
 
-use common::find_pgbench;
+use common::{find_pgbench, micros, percentiles, run_pgbench};
 use std::fs;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -69,7 +68,7 @@ use std::time::{Duration, Instant};
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion};
 use tally::protocols::pg::{Config, Connection, Pipeline, StepResult};
-use tally_harness::cluster::{Cluster, DATABASE, HOST, SUPERUSER};
+use tally_harness::cluster::{Cluster, SUPERUSER};
 use tokio_postgres::types::ToSql;
 
 const SELECT1: &str = "SELECT 1";
@@ -418,15 +417,6 @@ fn bench_group(c: &mut Criterion, work: Work, contenders: &mut [Contender]) {
 }
 
 /// The 10th, 50th and 90th percentiles.
-fn percentiles(mut times: Vec<Duration>) -> [Duration; 3] {
-    times.sort_unstable();
-    [10, 50, 90].map(|p| times[times.len() * p / 100])
-}
-
-fn micros(d: Duration) -> String {
-    format!("{:.1} µs", d.as_secs_f64() * 1e6)
-}
-
 /// The summary's lines for one group: each contender's median over
 /// [`SUMMARY_ITERS`] iterations, and tally's ratio to each of the others.
 fn summarize(work: Work, contenders: &mut [Contender]) -> String {
@@ -494,38 +484,7 @@ fn pgbench_script(pipelined: bool) -> String {
 /// Runs pgbench with `script` and `clients` against the cluster; its
 /// latency and tps lines.
 fn pgbench(bin: &Path, port: u16, script: &Path, clients: &[&str]) -> Result<Vec<String>, String> {
-    let mut cmd = Command::new(bin);
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("PG") {
-            cmd.env_remove(name);
-        }
-    }
-    cmd.args(["-n", "-M", "prepared", "-T", PGBENCH_SECONDS])
-        .args(clients)
-        .arg("-f")
-        .arg(script)
-        .args([
-            "-h",
-            HOST,
-            "-p",
-            &port.to_string(),
-            "-U",
-            SUPERUSER,
-            DATABASE,
-        ])
-        .stdin(Stdio::null());
-    let out = cmd
-        .output()
-        .map_err(|e| format!("{}: {e}", bin.display()))?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    if !out.status.success() {
-        return Err(format!(
-            "pgbench failed ({}): {}{}",
-            out.status,
-            stdout,
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
+    let stdout = run_pgbench(bin, port, script, clients, PGBENCH_SECONDS)?;
     Ok(stdout
         .lines()
         .filter(|l| l.starts_with("tps") || l.starts_with("latency average"))

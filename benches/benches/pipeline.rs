@@ -38,15 +38,14 @@
 
 mod common;
 
-use common::find_pgbench;
+use common::{find_pgbench, run_pgbench};
 use std::fs;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use tally::protocols::http1::Url;
 use tally::protocols::pg::Config as PgConfig;
-use tally_harness::cluster::{Cluster, DATABASE, HOST, SUPERUSER};
+use tally_harness::cluster::{Cluster, SUPERUSER};
 use tally_harness::enrich::{EnrichConfig, EnrichServer};
 use tally_pipeline::report::{render_table, Report, SeriesPoint};
 use tally_pipeline::run::{self, Services, Settings, Spike};
@@ -87,38 +86,7 @@ fn pgbench_script(pipelined: bool) -> String {
 
 /// Runs pgbench with `script` on eight clients against the cluster; its tps.
 fn pgbench(bin: &Path, port: u16, script: &Path) -> Result<f64, String> {
-    let mut cmd = Command::new(bin);
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("PG") {
-            cmd.env_remove(name);
-        }
-    }
-    cmd.args(["-n", "-M", "prepared", "-T", PGBENCH_SECONDS])
-        .args(["-c", "8", "-j", "2"])
-        .arg("-f")
-        .arg(script)
-        .args([
-            "-h",
-            HOST,
-            "-p",
-            &port.to_string(),
-            "-U",
-            SUPERUSER,
-            DATABASE,
-        ])
-        .stdin(Stdio::null());
-    let out = cmd
-        .output()
-        .map_err(|e| format!("{}: {e}", bin.display()))?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    if !out.status.success() {
-        return Err(format!(
-            "pgbench failed ({}): {}{}",
-            out.status,
-            stdout,
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
+    let stdout = run_pgbench(bin, port, script, &["-c", "8", "-j", "2"], PGBENCH_SECONDS)?;
     stdout
         .lines()
         .find_map(|l| l.strip_prefix("tps = "))
