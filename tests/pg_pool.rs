@@ -151,13 +151,14 @@ fn drop_cut_work_leaves_no_backend_idle_in_transaction() {
             .drop_wait(Duration::from_millis(50))
             .build();
         let pool_in_task = pool.clone();
+        let (inserted, is_inserted) = tally::channel::bounded(1);
         let _task = work
             .spawn(async move {
                 let _ = pool_in_task
                     .transaction(async |tx| {
-                        tx.execute("INSERT INTO items VALUES (3, 'grace ran out')", &[])
+                        tx.execute("INSERT INTO items VALUES (3, 'cut by drop')", &[])
                             .await?;
-                        // Ignores the signal: the shutdown's grace runs out and drops it.
+                        inserted.send(()).await.ok();
                         std::future::pending::<()>().await;
                         Ok::<_, tally::protocols::pg::Error>(())
                     })
@@ -165,7 +166,8 @@ fn drop_cut_work_leaves_no_backend_idle_in_transaction() {
             })
             .await
             .unwrap();
-        tally::sleep(Duration::from_millis(200)).await;
+        // Wait until it is inside its transaction, however slow the machine.
+        is_inserted.recv().await.unwrap();
         // The work is in its transaction: drop its nursery, which drops the
         // task without a signal (a shutdown would signal first, and the scope
         // would then roll back by itself).
